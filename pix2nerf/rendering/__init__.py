@@ -1,0 +1,28 @@
+"""Ray sampling and differentiable volume rendering."""
+
+from pix2nerf.rendering.compositing import Composite, composite
+from pix2nerf.rendering.renderer import FieldFn, RayBundle, VolumeRenderer
+from pix2nerf.rendering.samplers import (
+    gather_samples,
+    importance,
+    merge_samples,
+    ray_box_intersection,
+    sample_pdf,
+    smooth_weights,
+    stratified,
+)
+
+__all__ = [
+    "Composite",
+    "FieldFn",
+    "RayBundle",
+    "VolumeRenderer",
+    "composite",
+    "gather_samples",
+    "importance",
+    "merge_samples",
+    "ray_box_intersection",
+    "sample_pdf",
+    "smooth_weights",
+    "stratified",
+]
