@@ -270,9 +270,13 @@ class PosePrior:
             raise ValueError("pose prior spreads must be non-negative")
 
 
+FACE_PRIOR = PosePrior()
+"""EG3D's FFHQ camera prior: Gaussian yaw (0.3 rad) and pitch (0.155 rad) around the frontal view."""
+
+
 def sample_yaw_pitch(
     batch_size: int,
-    prior: PosePrior = PosePrior(),
+    prior: PosePrior = FACE_PRIOR,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
@@ -291,7 +295,7 @@ def sample_yaw_pitch(
 
 def sample_poses(
     batch_size: int,
-    prior: PosePrior = PosePrior(),
+    prior: PosePrior = FACE_PRIOR,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Cameras:

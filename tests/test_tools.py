@@ -49,7 +49,15 @@ def test_render_test_scene_writes_images(tmp_path):
 def test_benchmark_reports_every_stage(tmp_path):
     output = tmp_path / "bench.json"
     stdout = run_tool(
-        "benchmark.py", "resolution=8", "num_samples=8", "repeats=1", "warmup=0", f"output_json={output}", cwd=tmp_path
+        "benchmark.py",
+        "resolution=8",
+        "num_samples=8",
+        "repeats=1",
+        "warmup=0",
+        "heads_resolutions=[8]",
+        "heads_batch_size=2",
+        f"output_json={output}",
+        cwd=tmp_path,
     )
     results = json.loads(output.read_text())["results"]
     assert [r["name"].split(" (")[0] for r in results] == [
@@ -57,6 +65,8 @@ def test_benchmark_reports_every_stage(tmp_path):
         "composite fwd",
         "render snowman",
         "composite fwd+bwd",
+        "synthetic heads 8^2",
     ]
+    assert results[-1]["images_per_second"] > 0
     assert all(r["rays_per_second"] > 0 for r in results)
     assert "composite fwd" in stdout

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from pix2nerf.cameras import look_at, rays
+from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import SpheresField
 from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, stratified
 
@@ -26,6 +27,7 @@ class Result:
     seconds: float
     rays_per_second: float
     peak_memory_mb: float | None
+    images_per_second: float | None = None
 
 
 def _synchronize(device: torch.device) -> None:
@@ -88,16 +90,36 @@ def rendering_core(cfg: DictConfig, device: torch.device) -> list[Result]:
     return results
 
 
+def synthetic_heads(cfg: DictConfig, device: torch.device) -> list[Result]:
+    """Images/s of the procedural data set's batched sphere tracer (rays/s column = images/s x pixels)."""
+    results = []
+    yaw = torch.linspace(-0.5, 0.5, cfg.heads_batch_size, device=device)
+    cameras = look_at(yaw, torch.zeros_like(yaw), device=device)
+    heads = sample_heads(range(cfg.heads_batch_size))
+    for resolution in cfg.heads_resolutions:
+        result = measure(
+            f"synthetic heads {resolution}^2 (batch {cfg.heads_batch_size})",
+            lambda r=resolution: render_heads(heads, cameras, r),
+            cfg.heads_batch_size * resolution**2,
+            device,
+            **_reps(cfg),
+        )
+        result.images_per_second = cfg.heads_batch_size / result.seconds
+        results.append(result)
+    return results
+
+
 def _reps(cfg: DictConfig) -> dict[str, int]:
     return {"warmup": cfg.warmup, "repeats": cfg.repeats}
 
 
 def print_table(results: list[Result], header: str) -> None:
     print(header)
-    print(f"{'benchmark':<58} {'ms':>10} {'rays/s':>14} {'peak MiB':>10}")
+    print(f"{'benchmark':<58} {'ms':>10} {'rays/s':>14} {'images/s':>10} {'peak MiB':>10}")
     for r in results:
         peak = f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-"
-        print(f"{r.name:<58} {r.seconds * 1e3:>10.2f} {r.rays_per_second:>14,.0f} {peak:>10}")
+        images = f"{r.images_per_second:.1f}" if r.images_per_second is not None else "-"
+        print(f"{r.name:<58} {r.seconds * 1e3:>10.2f} {r.rays_per_second:>14,.0f} {images:>10} {peak:>10}")
 
 
 @hydra.main(version_base=None, config_path="../configs/eval", config_name="benchmark")
@@ -108,6 +130,8 @@ def main(cfg: DictConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     results = rendering_core(cfg, device)
+    if cfg.heads_resolutions:
+        results += synthetic_heads(cfg, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print_table(results, f"pix2nerf benchmark on {name}, batch {cfg.batch_size}, torch {torch.__version__}")
     if cfg.output_json:

@@ -1,0 +1,132 @@
+"""Synthetic heads as a data set: procedural identities rendered on the fly from known cameras.
+
+The training split draws a camera from a pose prior for every index; the held-out test split renders
+each of its identities from a fixed yaw x pitch grid, so novel-view quality, depth error and pose
+error can be scored against exact ground truth. Identity seeds of the two splits never overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.utils.data import Dataset
+
+from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, sample_yaw_pitch
+from pix2nerf.data.heads import HeadImages, render_heads, sample_heads
+
+TEST_SEED_OFFSET = 10_000_000
+"""Identity seeds of the held-out test split start here; training seeds are 0 .. num_identities - 1."""
+
+MAX_TRAIN_IDENTITIES = TEST_SEED_OFFSET
+
+EVAL_YAWS = tuple(math.radians(a) for a in (-30.0, -15.0, 0.0, 15.0, 30.0))
+EVAL_PITCHES = tuple(math.radians(a) for a in (-10.0, 0.0, 10.0))
+"""The fixed evaluation grid of the test split (radians)."""
+
+
+@dataclass(frozen=True)
+class HeadView:
+    """Which head, seen from where: identity seed and camera yaw/pitch (radians)."""
+
+    identity: int
+    yaw: float
+    pitch: float
+
+
+def render_views(
+    views: Sequence[HeadView], resolution: int, prior: PosePrior, random_light: bool
+) -> tuple[HeadImages, Cameras]:
+    """Render a batch of views (one sphere-tracing pass for all of them)."""
+    yaw = torch.tensor([v.yaw for v in views])
+    pitch = torch.tensor([v.pitch for v in views])
+    cameras = look_at(yaw, pitch, prior.radius, prior.target, prior.focal)
+    heads = sample_heads([v.identity for v in views], random_light)
+    return render_heads(heads, cameras, resolution), cameras
+
+
+class SyntheticHeads(Dataset):
+    """Procedural heads rendered on the fly; item ``i`` is always the same image.
+
+    Args:
+        split: ``"train"`` (camera from ``prior`` per index) or ``"test"`` (identity x fixed view grid).
+        resolution: image size (square).
+        num_identities: identities in the split (train seeds 0..N-1, test seeds from ``TEST_SEED_OFFSET``).
+        length: items per epoch for the training split (identities repeat, cameras do not); default N.
+        prior: camera distribution of the training split (radius, pivot and focal also set the test cameras).
+        eval_yaws, eval_pitches: the test split's view grid (radians).
+        random_light: a light direction and ambient level per identity (else one fixed light).
+        seed: varies the training cameras (not the identities).
+
+    Items are dicts: ``image`` (3, H, W) in [-1, 1]; ``camera`` (25,) EG3D label; ``yaw_pitch`` (2,);
+    ``depth`` (1, H, W) z-depth, +inf on background; ``mask`` (1, H, W) bool; ``semantics`` (H, W) int64
+    CelebAMask-HQ ids; ``identity`` and ``view`` ints (view is -1 in the training split).
+    A ``DataLoader`` fetches a whole batch with one batched render (``__getitems__``).
+    """
+
+    def __init__(
+        self,
+        split: Literal["train", "test"] = "train",
+        resolution: int = 64,
+        num_identities: int = 10_000,
+        length: int | None = None,
+        prior: PosePrior = FACE_PRIOR,
+        eval_yaws: Sequence[float] = EVAL_YAWS,
+        eval_pitches: Sequence[float] = EVAL_PITCHES,
+        random_light: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
+        if not 0 < num_identities <= MAX_TRAIN_IDENTITIES:
+            raise ValueError(f"num_identities must be in 1..{MAX_TRAIN_IDENTITIES}, got {num_identities}")
+        if resolution < 8:
+            raise ValueError(f"resolution must be at least 8 pixels, got {resolution}")
+        self.split = split
+        self.resolution = resolution
+        self.num_identities = num_identities
+        self.prior = prior
+        self.eval_grid = [(yaw, pitch) for pitch in eval_pitches for yaw in eval_yaws]
+        self.random_light = random_light
+        self.seed = seed
+        self.length = length if length is not None else num_identities
+        if split == "test":
+            self.length = num_identities * len(self.eval_grid)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def view(self, index: int) -> HeadView:
+        """The identity and camera of item ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        if self.split == "test":
+            identity, view = divmod(index, len(self.eval_grid))
+            return HeadView(TEST_SEED_OFFSET + identity, *self.eval_grid[view])
+        generator = torch.Generator().manual_seed(self.seed * 2**32 + index)
+        yaw, pitch = sample_yaw_pitch(1, self.prior, generator)[0].tolist()
+        return HeadView(index % self.num_identities, yaw, pitch)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor | int]]:
+        views = [self.view(int(i)) for i in indices]
+        out, cameras = render_views(views, self.resolution, self.prior, self.random_light)
+        labels = cameras.label()
+        return [
+            {
+                "image": out.image[k],
+                "camera": labels[k],
+                "yaw_pitch": torch.tensor([view.yaw, view.pitch]),
+                "depth": out.depth[k],
+                "mask": out.mask[k],
+                "semantics": out.semantics[k],
+                "identity": view.identity,
+                "view": int(index) % len(self.eval_grid) if self.split == "test" else -1,
+            }
+            for k, (index, view) in enumerate(zip(indices, views, strict=True))
+        ]

@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from pix2nerf.cameras import Cameras, yaw_pitch
+from pix2nerf.data.eg3d import EG3DDataset
+from pix2nerf.data.synthetic import EVAL_PITCHES, EVAL_YAWS, TEST_SEED_OFFSET, SyntheticHeads
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_items_are_deterministic_whatever_the_batch():
+    dataset = SyntheticHeads(resolution=24, num_identities=50, length=200)
+    alone = dataset[5]
+    batched = dataset.__getitems__([3, 5, 7])[1]
+    for key in ("image", "camera", "depth", "mask", "semantics"):
+        assert torch.equal(alone[key], batched[key]), key
+    assert alone["identity"] == 5 and alone["view"] == -1
+    assert alone["image"].shape == (3, 24, 24) and alone["image"].dtype == torch.float32
+    assert -1.0 <= alone["image"].min() and alone["image"].max() <= 1.0
+    assert alone["semantics"].dtype == torch.int64 and alone["mask"].dtype == torch.bool
+
+
+def test_training_cameras_follow_the_prior_and_match_labels():
+    dataset = SyntheticHeads(resolution=8, num_identities=3, length=400)
+    angles = torch.stack([torch.tensor([v.yaw, v.pitch]) for v in map(dataset.view, range(len(dataset)))])
+    assert angles[:, 0].std() == pytest.approx(0.3, rel=0.15)
+    assert angles[:, 1].std() == pytest.approx(0.155, rel=0.15)
+    item = dataset[17]
+    torch.testing.assert_close(yaw_pitch(Cameras.from_label(item["camera"]))[0], item["yaw_pitch"], atol=1e-5, rtol=0)
+    assert {dataset.view(i).identity for i in range(len(dataset))} == {0, 1, 2}
+
+
+def test_test_split_is_held_out_and_renders_the_view_grid():
+    test = SyntheticHeads(split="test", resolution=16, num_identities=2)
+    assert len(test) == 2 * len(EVAL_YAWS) * len(EVAL_PITCHES)
+    identities = {test.view(i).identity for i in range(len(test))}
+    assert identities == {TEST_SEED_OFFSET, TEST_SEED_OFFSET + 1}
+    train = SyntheticHeads(num_identities=10_000)
+    assert max(train.view(i).identity for i in range(0, 10_000, 997)) < TEST_SEED_OFFSET
+    grid = {(round(test.view(i).yaw, 6), round(test.view(i).pitch, 6)) for i in range(len(EVAL_YAWS) * 3)}
+    assert len(grid) == len(EVAL_YAWS) * len(EVAL_PITCHES)
+    assert test[0]["view"] == 0 and test[len(EVAL_YAWS)]["view"] == len(EVAL_YAWS)
+
+
+def test_dataloader_batches_with_one_render_per_batch():
+    loader = DataLoader(SyntheticHeads(resolution=16, num_identities=8, length=8), batch_size=4)
+    batch = next(iter(loader))
+    assert batch["image"].shape == (4, 3, 16, 16) and batch["camera"].shape == (4, 25)
+    assert batch["identity"].tolist() == [0, 1, 2, 3]
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown split"):
+        SyntheticHeads(split="val")
+    with pytest.raises(IndexError):
+        SyntheticHeads(num_identities=2, length=2)[2]
+
+
+def test_tool_writes_an_eg3d_dataset_that_loads_back(tmp_path):
+    output = tmp_path / "heads"
+    command = [
+        sys.executable,
+        str(ROOT / "tools" / "make_synthetic_heads.py"),
+        f"output={output}",
+        "split=train",
+        "resolution=24",
+        "num_identities=5",
+        "num_images=6",
+        "batch_size=4",
+        "zip=true",
+        "contact_sheet.identities=2",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (output / "contact_sheet.png").stat().st_size > 0
+    meta = json.loads((output / "dataset.json").read_text())
+    assert len(meta["labels"]) == 6 and meta["identities"] == [0, 1, 2, 3, 4, 0]
+
+    reference = SyntheticHeads(resolution=24, num_identities=5, length=6)
+    for path in (output, output.with_suffix(".zip")):
+        loaded = EG3DDataset(path, load_masks=True, load_depth=True)
+        assert len(loaded) == 6
+        for index in (0, 5):
+            item, expected = loaded[index], reference[index]
+            torch.testing.assert_close(item["camera"], expected["camera"])
+            assert (item["image"] - expected["image"]).abs().max() <= 1.0 / 255 + 1e-6  # 8-bit PNG rounding
+            assert torch.equal(item["semantics"], expected["semantics"])
+            assert torch.equal(item["depth"], expected["depth"])
