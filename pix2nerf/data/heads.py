@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -145,8 +146,8 @@ class HeadParams:
     """
 
     def __init__(self, packed: Tensor) -> None:
-        if packed.ndim != 2 or packed.shape[0] != PARAM_DIM:
-            raise ValueError(f"packed head parameters must be ({PARAM_DIM}, M), got {tuple(packed.shape)}")
+        if packed.ndim < 2 or packed.shape[0] != PARAM_DIM:
+            raise ValueError(f"packed head parameters must be ({PARAM_DIM}, M, ...), got {tuple(packed.shape)}")
         self.packed = packed
 
     def __getattr__(self, name: str) -> Tensor:
@@ -285,7 +286,9 @@ def sample_heads(seeds: Sequence[int] | Tensor, random_light: bool = True) -> He
 # ---------------------------------------------------------------------------------------------------
 
 
-# Points inside this module are structure-of-arrays, (3, M): row 0 is x, row 1 is y, row 2 is z.
+# Points inside this module are structure-of-arrays, (3, ...): row 0 is x, row 1 is y, row 2 is z, and
+# parameters broadcast against them: (k, M) for M points with a head each, or (k, B, 1) for B heads
+# with many points each.
 
 
 def _length(v: Tensor) -> Tensor:
@@ -329,7 +332,8 @@ def _tilted(p: Tensor, centre: Tensor, angle: Tensor) -> Tensor:
 
 
 def _constant(values: tuple[float, ...], like: Tensor) -> Tensor:
-    return torch.tensor(values, device=like.device, dtype=like.dtype)[:, None]
+    """A (3, 1, ...) constant that broadcasts against ``like`` (3, ...)."""
+    return torch.tensor(values, device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 
 @dataclass
@@ -544,45 +548,67 @@ def _column_interval(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     return torch.maximum((-b - root) / a, torch.minimum(y0, y1)), torch.minimum((-b + root) / a, torch.maximum(y0, y1))
 
 
+class _Marching(NamedTuple):
+    """Rays still being traced, packed per image: every field is (B, C) (or (3, B, C) for o and d)."""
+
+    ray: Tensor  # index of the ray in its image's row
+    t: Tensor
+    t_exit: Tensor
+    done: Tensor
+    hit: Tensor
+    o: Tensor
+    d: Tensor
+
+    def packed(self) -> _Marching:
+        """Move each image's unfinished rays to the front of its row; drop the columns no image needs."""
+        order = torch.argsort(self.done.to(torch.uint8), dim=1, stable=True)
+        order = order[:, : max(int((~self.done).sum(dim=1).max()), 1)]
+        rows = [x.gather(1, order) for x in self[:5]]
+        return _Marching(*rows, self.o.gather(2, order.expand(3, -1, -1)), self.d.gather(2, order.expand(3, -1, -1)))
+
+    def write_to(self, t: Tensor, hit: Tensor) -> None:
+        t.scatter_(1, self.ray, self.t)
+        hit.scatter_(1, self.ray, self.hit)
+
+
 def trace(origins: Tensor, directions: Tensor, heads: HeadParams) -> tuple[Tensor, Tensor]:
-    """Sphere-trace unit rays (M, 3) against their heads (M rows).
+    """Sphere-trace the unit rays (B, R, 3) of B images against their heads (B rows).
 
     Rays start where they enter the heads' bounding volumes (rays that miss them are background at no
-    cost), and only rays still marching are evaluated at each step.
+    cost). Rays still marching are packed to the front of each image's row, so every step evaluates
+    a (B, C) block with C <= R, and head parameters broadcast per image instead of being copied per ray.
 
     Returns:
-        t: (M,) distance to the surface along each ray, +inf on a miss.
-        hit: (M,) bool.
+        t: (B, R) distance to the surface along each ray, +inf on a miss.
+        hit: (B, R) bool.
     """
-    o, d = origins.t().contiguous(), directions.t().contiguous()
+    batch, num_rays = origins.shape[:2]
+    o, d = origins.permute(2, 0, 1).contiguous(), directions.permute(2, 0, 1).contiguous()
     head_in, head_out = _sphere_interval(o, d, HEAD_BOUND_CENTRE, HEAD_BOUND_RADIUS)
     column_in, column_out = _column_interval(o, d)
     head_hit, column_hit = head_out > head_in, column_out > column_in
-    t = torch.minimum(torch.where(head_hit, head_in, math.inf), torch.where(column_hit, column_in, math.inf))
-    t = t.clamp_min(0.0)
-    t_exit = torch.maximum(torch.where(head_hit, head_out, -math.inf), torch.where(column_hit, column_out, -math.inf))
-    hit = torch.zeros_like(head_hit)
+    start = torch.minimum(torch.where(head_hit, head_in, math.inf), torch.where(column_hit, column_in, math.inf))
+    end = torch.maximum(torch.where(head_hit, head_out, -math.inf), torch.where(column_hit, column_out, -math.inf))
+    misses = ~((head_hit | column_hit) & (end > 0))
+    ray = torch.arange(num_rays, device=o.device).expand(batch, -1)
+    rays_left = _Marching(ray, start.clamp_min(0.0), end, misses, torch.zeros_like(misses), o, d).packed()
+    params = HeadParams(heads.packed[:, :, None])
 
-    active = torch.nonzero((head_hit | column_hit) & (t_exit > 0)).squeeze(-1)
-    params, o_active, d_active = heads.take(active), o[:, active], d[:, active]
-    t_active, exit_active = t[active], t_exit[active]
-    done = torch.zeros_like(t_active, dtype=torch.bool)
+    t, hit = torch.full((batch, num_rays), math.inf, device=o.device), torch.zeros_like(misses)
     for _ in range(MAX_STEPS):
-        distance = _parts(o_active + t_active * d_active, params).union()
-        arrived = (distance < HIT_EPSILON) & ~done
-        hit[active[arrived]] = True
-        t_active = t_active + torch.where(done | arrived, 0.0, distance * STEP_SCALE)
-        done = done | arrived | (t_active >= exit_active)
+        r = rays_left
+        distance = _parts(r.o + r.t * r.d, params).union()
+        arrived = (distance < HIT_EPSILON) & ~r.done
+        t_next = r.t + torch.where(r.done | arrived, 0.0, distance * STEP_SCALE)
+        done = r.done | arrived | (t_next >= r.t_exit)
+        rays_left = r._replace(t=t_next, done=done, hit=r.hit | arrived)
         num_done = int(done.sum())
         if num_done == done.numel():
             break
-        if num_done > COMPACT_FRACTION * done.numel():  # drop finished rays; gathers are costly, so in bulk
-            t[active] = t_active
-            keep = torch.nonzero(~done).squeeze(-1)
-            active, params = active[keep], params.take(keep)
-            o_active, d_active = o_active.index_select(1, keep), d_active.index_select(1, keep)
-            t_active, exit_active, done = t_active[keep], exit_active[keep], done[keep]
-    t[active] = t_active
+        if num_done > COMPACT_FRACTION * done.numel():
+            rays_left.write_to(t, hit)
+            rays_left = rays_left.packed()
+    rays_left.write_to(t, hit)
     return torch.where(hit, t, math.inf), hit
 
 
@@ -594,8 +620,9 @@ def render_heads(heads: HeadParams, cameras: Cameras, resolution: int | tuple[in
     heads = heads.to(cameras.device)
     batch, pixels = len(cameras), height * width
     origins, directions = rays(cameras, (height, width))
+    t, hit = trace(origins, directions, heads)
+    t, hit = t.reshape(-1), hit.reshape(-1)
     ray_heads = torch.arange(batch, device=cameras.device).repeat_interleave(pixels)
-    t, hit = trace(origins.reshape(-1, 3), directions.reshape(-1, 3), heads.take(ray_heads))
 
     index = torch.nonzero(hit).squeeze(-1)
     surface_heads = heads.take(ray_heads[index])

@@ -126,7 +126,9 @@ def test_surface_points_have_unit_outward_normals_and_labels():
     heads = sample_heads([9])
     cameras = look_at(torch.tensor([0.0]), torch.tensor([0.0]))
     origins, directions = rays(cameras, 16)
-    t, hit = H.trace(origins[0], directions[0], heads.take(torch.zeros(256, dtype=torch.long)))
+    t, hit = H.trace(origins, directions, heads)
+    t, hit = t[0], hit[0]
+    assert torch.isinf(t[~hit]).all() and hit.sum() > 100
     points = origins[0][hit] + t[hit, None] * directions[0][hit]
     per_point = heads.take(torch.zeros(len(points), dtype=torch.long))
     assert head_sdf(points, per_point).abs().max() < H.HIT_EPSILON
