@@ -14,7 +14,7 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def eg3d_reference_dir() -> Path:
     path = SHARED / "eg3d_reference"
     if not (path / "reference_outputs.safetensors").exists():

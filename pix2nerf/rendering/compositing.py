@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,13 @@ class Composite:
     weights: Tensor
 
 
-def composite(sigma: Tensor, values: Tensor, t: Tensor, background: Tensor | None = None) -> Composite:
+def composite(
+    sigma: Tensor,
+    values: Tensor,
+    t: Tensor,
+    background: Tensor | None = None,
+    density_activation: Callable[[Tensor], Tensor] | None = None,
+) -> Composite:
     """Alpha-composite samples along rays with midpoint quadrature.
 
     S samples bound S - 1 intervals; each interval takes the mean density, value and distance of its
@@ -34,10 +41,12 @@ def composite(sigma: Tensor, values: Tensor, t: Tensor, background: Tensor | Non
     Transmittance is accumulated in log space, which is exact and stable for opaque media.
 
     Args:
-        sigma: (B, R, S, 1) non-negative densities (already activated).
+        sigma: (B, R, S, 1) non-negative densities, or raw densities when ``density_activation`` is given.
         values: (B, R, S, F) per-sample values.
         t: (B, R, S) sorted sample distances along unit-length rays.
         background: optional (F,) or (B, R, F) value seen through the remaining transmittance.
+        density_activation: maps raw densities to densities; applied to each interval's mean raw
+            density (EG3D activates after averaging, which matters for exact reproduction).
     """
     if sigma.shape[:-1] != t.shape or sigma.shape[-1] != 1 or values.shape[:-1] != t.shape:
         raise ValueError(
@@ -48,7 +57,10 @@ def composite(sigma: Tensor, values: Tensor, t: Tensor, background: Tensor | Non
         raise ValueError("compositing needs at least 2 samples per ray")
     deltas = t[..., 1:] - t[..., :-1]
     sigma = sigma[..., 0]
-    optical_depth = 0.5 * (sigma[..., 1:] + sigma[..., :-1]) * deltas
+    sigma_mid = 0.5 * (sigma[..., 1:] + sigma[..., :-1])
+    if density_activation is not None:
+        sigma_mid = density_activation(sigma_mid)
+    optical_depth = sigma_mid * deltas
     alpha = -torch.expm1(-optical_depth)
     optical_depth_before = torch.cumsum(optical_depth, dim=-1) - optical_depth
     weights = alpha * torch.exp(-optical_depth_before)  # (B, R, S - 1), one per interval

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from pix2nerf.rendering.compositing import Composite, composite
-from pix2nerf.rendering.samplers import gather_samples, importance, merge_samples, stratified
+from pix2nerf.rendering.samplers import gather_samples, importance, importance_eg3d, merge_samples, stratified
 
 FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]
-"""A radiance field as the renderer sees it: points (B, N, 3) -> (sigma (B, N, 1) >= 0, values (B, N, F))."""
+"""A radiance field as the renderer sees it: points (B, N, 3) -> (sigma (B, N, 1), values (B, N, F)).
+
+sigma is a density, or a raw density when the renderer has a ``density_activation``."""
 
 
 @dataclass
@@ -37,16 +40,30 @@ class VolumeRenderer(nn.Module):
         jitter: jitter coarse samples and draw random (not evenly spaced) quantiles; the default for
             training. Evaluation sets it False for deterministic images.
         smooth_weights: blur the coarse weights before importance sampling (EG3D, mip-NeRF).
+        density_activation: maps the field's raw sigma to density, after interval averaging (EG3D);
+            None when the field returns densities.
+        importance_mode: ``"standard"`` (bins are the coarse intervals) or ``"eg3d"`` (EG3D's exact
+            bin alignment, see :func:`~pix2nerf.rendering.samplers.importance_eg3d`; always smoothed).
     """
 
     def __init__(
-        self, num_coarse: int = 48, num_importance: int = 48, jitter: bool = True, smooth_weights: bool = True
+        self,
+        num_coarse: int = 48,
+        num_importance: int = 48,
+        jitter: bool = True,
+        smooth_weights: bool = True,
+        density_activation: Callable[[Tensor], Tensor] | None = None,
+        importance_mode: Literal["standard", "eg3d"] = "standard",
     ) -> None:
         super().__init__()
+        if importance_mode not in ("standard", "eg3d"):
+            raise ValueError(f"importance_mode must be 'standard' or 'eg3d', got {importance_mode!r}")
         self.num_coarse = num_coarse
         self.num_importance = num_importance
         self.jitter = jitter
         self.smooth_weights = smooth_weights
+        self.density_activation = density_activation
+        self.importance_mode = importance_mode
 
     def _evaluate(self, field: FieldFn, rays: RayBundle, t: Tensor) -> tuple[Tensor, Tensor]:
         batch, num_rays, num_samples = t.shape
@@ -63,22 +80,26 @@ class VolumeRenderer(nn.Module):
         rays: RayBundle,
         background: Tensor | None = None,
         generator: torch.Generator | None = None,
+        num_coarse: int | None = None,
+        num_importance: int | None = None,
     ) -> Composite:
-        """Composite ``field`` along ``rays``; returns per-ray values (B, R, F), depth, opacity, weights."""
-        t = stratified(rays.near, rays.far, self.num_coarse, self.jitter and self.training, generator)
+        """Composite ``field`` along ``rays``; returns per-ray values (B, R, F), depth, opacity, weights.
+
+        ``num_coarse`` and ``num_importance`` override the renderer's sample counts for this call.
+        """
+        random = self.jitter and self.training
+        num_coarse = num_coarse or self.num_coarse
+        num_importance = self.num_importance if num_importance is None else num_importance
+        t = stratified(rays.near, rays.far, num_coarse, random, generator)
         sigma, values = self._evaluate(field, rays, t)
-        if self.num_importance > 0:
-            coarse = composite(sigma, values, t)
-            t_fine = importance(
-                t,
-                coarse.weights,
-                self.num_importance,
-                deterministic=not (self.jitter and self.training),
-                smooth=self.smooth_weights,
-                generator=generator,
-            )
+        if num_importance > 0:
+            weights = composite(sigma, values[..., :0], t, density_activation=self.density_activation).weights
+            if self.importance_mode == "eg3d":
+                t_fine = importance_eg3d(t, weights, num_importance, not random, generator)
+            else:
+                t_fine = importance(t, weights, num_importance, not random, self.smooth_weights, generator)
             sigma_fine, values_fine = self._evaluate(field, rays, t_fine)
             t, order = merge_samples(t, t_fine)
             sigma = gather_samples(torch.cat([sigma, sigma_fine], dim=2), order)
             values = gather_samples(torch.cat([values, values_fine], dim=2), order)
-        return composite(sigma, values, t, background)
+        return composite(sigma, values, t, background, self.density_activation)

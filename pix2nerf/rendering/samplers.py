@@ -144,6 +144,21 @@ def importance(
     return sample_pdf(t.detach(), weights, num_samples, deterministic, generator).detach()
 
 
+def importance_eg3d(
+    t: Tensor, weights: Tensor, num_samples: int, deterministic: bool = False, generator: torch.Generator | None = None
+) -> Tensor:
+    """EG3D's importance sampling, reproduced exactly for its checkpoints.
+
+    EG3D treats its S - 1 interval weights like NeRF's per-sample weights: the bins are the coarse
+    midpoints without the last one (S - 2 edges) and the smoothed weights lose both ends (S - 3).
+    Shapes as :func:`importance`.
+    """
+    weights = smooth_weights(weights.detach())
+    t = t.detach()
+    midpoints = 0.5 * (t[..., 1:] + t[..., :-1])
+    return sample_pdf(midpoints[..., :-1], weights[..., 1:-1], num_samples, deterministic, generator).detach()
+
+
 def merge_samples(t_a: Tensor, t_b: Tensor) -> tuple[Tensor, Tensor]:
     """Merge two sets of sample distances (B, R, S) and (B, R, S') into one sorted set.
 

@@ -1,0 +1,18 @@
+"""Networks: mapping, synthesis, super-resolution and the 3D-aware generator."""
+
+from pix2nerf.networks.generator import Backbone, Generator, GeneratorOutput
+from pix2nerf.networks.mapping import MappingNetwork
+from pix2nerf.networks.superresolution import SuperResolution
+from pix2nerf.networks.synthesis import SynthesisBlock, SynthesisLayer, SynthesisNetwork, ToRGBLayer
+
+__all__ = [
+    "Backbone",
+    "Generator",
+    "GeneratorOutput",
+    "MappingNetwork",
+    "SuperResolution",
+    "SynthesisBlock",
+    "SynthesisLayer",
+    "SynthesisNetwork",
+    "ToRGBLayer",
+]

@@ -1,0 +1,257 @@
+"""The 3D-aware generator: mapping -> field parameters -> radiance head -> volume rendering -> super-resolution."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from pix2nerf.cameras import Cameras, rays, z_depth
+from pix2nerf.fields.base import FieldOutput, RadianceHead, density_activation
+from pix2nerf.fields.hashgrid import HashGridHead
+from pix2nerf.fields.triplane import PlaneOrder, TriPlaneHead
+from pix2nerf.networks.mapping import MappingNetwork
+from pix2nerf.networks.superresolution import SuperResolution
+from pix2nerf.networks.synthesis import NoiseMode, SynthesisNetwork
+from pix2nerf.rendering import RayBundle, VolumeRenderer
+
+
+@dataclass
+class GeneratorOutput:
+    """Everything one rendering pass produces.
+
+    Attributes:
+        image: (B, 3, H, W) in [-1, 1]: super-resolved, or the raw image when there is no super-resolution.
+        image_raw: (B, 3, h, w) in [-1, 1]: the first three volume-rendered feature channels.
+        depth: (B, 1, h, w) expected depth along each camera's z axis.
+        opacity: (B, 1, h, w) accumulated alpha.
+        semantics: (B, K, h, w) semantic logits, or None.
+        features: (B, F, h, w) the volume-rendered feature image in [-1, 1].
+        ws: (B, num_ws, w_dim) the latents that produced it.
+    """
+
+    image: Tensor
+    image_raw: Tensor
+    depth: Tensor
+    opacity: Tensor
+    semantics: Tensor | None
+    features: Tensor
+    ws: Tensor
+
+
+class Backbone(nn.Module):
+    """Field parameters from latents: a mapping network and, for tri-planes, a StyleGAN2 synthesis network."""
+
+    def __init__(self, mapping: MappingNetwork, synthesis: SynthesisNetwork | None) -> None:
+        super().__init__()
+        self.mapping = mapping
+        self.synthesis = synthesis
+
+
+class Generator(nn.Module):
+    """A StyleGAN-like generator of radiance fields, rendered from any camera.
+
+    Args:
+        z_dim, w_dim: latent sizes. c_dim: conditioning label size (25 for EG3D cameras; 0 = none).
+        mapping_layers: depth of the mapping MLP.
+        field: ``"triplane"`` (a synthesis network emits three feature planes) or ``"hashgrid"``
+            (a shared multiresolution hash grid decoded by a w-modulated MLP).
+        plane_resolution, plane_channels, channel_base, channel_max: tri-plane synthesis size.
+        plane_aggregation, plane_order, box_warp: tri-plane sampling (see ``TriPlaneHead``).
+        feature_dim: rendered feature channels (the first three are RGB).
+        num_semantic_classes: semantic logits per point (0 = none).
+        decoder_hidden, decoder_lr_multiplier: decoder MLP.
+        hash_levels, hash_table_size_log2, hash_features_per_level, hash_base_resolution,
+            hash_max_resolution, hash_num_layers: hash-grid head (see ``HashGridHead``).
+        neural_resolution: volume-rendering resolution (changeable per call).
+        image_resolution: super-resolved output size; None or equal to ``neural_resolution`` disables
+            super-resolution. ``sr_channels`` are the channels of its blocks (one more than doublings).
+        ray_start, ray_end: sampling bounds along camera rays (EG3D FFHQ: 2.25 and 3.3).
+        num_coarse, num_importance: samples per ray (changeable per call).
+        importance_mode: ``"standard"`` or ``"eg3d"`` (exact EG3D bin alignment, for its checkpoints).
+        conditioning_scale: multiplies the conditioning label (EG3D's ``c_scale``); 0 drops pose conditioning.
+        eg3d_raw_image: reproduce EG3D's released ``image_raw``, to which super-resolution's first ToRGB is
+            added in place when rendering at its input size (what EG3D's dual discriminator sees).
+    """
+
+    def __init__(
+        self,
+        z_dim: int = 512,
+        c_dim: int = 25,
+        w_dim: int = 512,
+        mapping_layers: int = 2,
+        field: Literal["triplane", "hashgrid"] = "triplane",
+        plane_resolution: int = 256,
+        plane_channels: int = 32,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        plane_aggregation: Literal["mean", "concat"] = "mean",
+        plane_order: PlaneOrder = "xy_xz_yz",
+        box_warp: float = 1.0,
+        feature_dim: int = 32,
+        num_semantic_classes: int = 0,
+        decoder_hidden: int = 64,
+        decoder_lr_multiplier: float = 1.0,
+        hash_levels: int = 16,
+        hash_table_size_log2: int = 19,
+        hash_features_per_level: int = 2,
+        hash_base_resolution: int = 16,
+        hash_max_resolution: int = 2048,
+        hash_num_layers: int = 3,
+        neural_resolution: int = 64,
+        image_resolution: int | None = 128,
+        sr_channels: Sequence[int] = (128, 64),
+        sr_antialias: bool = True,
+        sr_noise_mode: NoiseMode = "none",
+        ray_start: float = 2.25,
+        ray_end: float = 3.3,
+        num_coarse: int = 48,
+        num_importance: int = 48,
+        importance_mode: Literal["standard", "eg3d"] = "standard",
+        conditioning_scale: float = 1.0,
+        eg3d_raw_image: bool = False,
+    ) -> None:
+        super().__init__()
+        if field not in ("triplane", "hashgrid"):
+            raise ValueError(f"field must be 'triplane' or 'hashgrid', got {field!r}")
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.field, self.feature_dim, self.num_semantic_classes = field, feature_dim, num_semantic_classes
+        self.plane_channels = plane_channels
+        self.neural_resolution, self.ray_start, self.ray_end = neural_resolution, ray_start, ray_end
+        self.conditioning_scale = conditioning_scale
+        self.head: RadianceHead
+        if field == "triplane":
+            synthesis = SynthesisNetwork(w_dim, plane_resolution, 3 * plane_channels, channel_base, channel_max)
+            num_ws = synthesis.num_ws
+            self.head = TriPlaneHead(
+                plane_channels,
+                feature_dim,
+                num_semantic_classes,
+                plane_aggregation,
+                plane_order,
+                box_warp,
+                decoder_hidden,
+                decoder_lr_multiplier,
+            )
+        else:
+            synthesis = None
+            self.head = HashGridHead(
+                w_dim,
+                feature_dim,
+                num_semantic_classes,
+                hash_levels,
+                hash_table_size_log2,
+                hash_features_per_level,
+                hash_base_resolution,
+                hash_max_resolution,
+                box_warp,
+                decoder_hidden,
+                hash_num_layers,
+            )
+            num_ws = self.head.num_ws
+        self.backbone = Backbone(MappingNetwork(z_dim, c_dim, w_dim, num_ws, mapping_layers), synthesis)
+        self.num_ws = num_ws
+        self.renderer = VolumeRenderer(
+            num_coarse, num_importance, density_activation=density_activation, importance_mode=importance_mode
+        )
+        self.image_resolution = image_resolution or neural_resolution
+        self.superresolution = None
+        if self.image_resolution != neural_resolution:
+            self.superresolution = SuperResolution(
+                feature_dim, neural_resolution, self.image_resolution, sr_channels, w_dim, sr_antialias
+            )
+        self.sr_noise_mode = sr_noise_mode
+        self.eg3d_raw_image = eg3d_raw_image
+
+    def mapping(
+        self,
+        z: Tensor,
+        c: Tensor | None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        update_w_avg: bool = False,
+    ) -> Tensor:
+        """z (B, z_dim) and conditioning camera labels c (B, 25) -> ws (B, num_ws, w_dim)."""
+        if c is not None and self.c_dim > 0:
+            c = c * self.conditioning_scale
+        return self.backbone.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg)
+
+    def field_params(self, ws: Tensor, noise_mode: NoiseMode | None = None) -> Tensor:
+        """What the radiance head reads: tri-planes (B, 3, C, H, W), or ws for the hash grid."""
+        if self.backbone.synthesis is None:
+            return ws
+        noise_mode = noise_mode or ("random" if self.training else "const")
+        planes = self.backbone.synthesis(ws, noise_mode)
+        return planes.reshape(planes.shape[0], 3, self.plane_channels, *planes.shape[-2:])
+
+    def query(self, points: Tensor, params: Tensor) -> FieldOutput:
+        """The field at points (B, N, 3) for field parameters from :meth:`field_params`."""
+        return self.head(points, params)
+
+    def synthesis(
+        self,
+        ws: Tensor,
+        cameras: Cameras,
+        neural_resolution: int | None = None,
+        num_coarse: int | None = None,
+        num_importance: int | None = None,
+        noise_mode: NoiseMode | None = None,
+        generator: torch.Generator | None = None,
+    ) -> GeneratorOutput:
+        """Render the fields of ``ws`` (B, num_ws, w_dim) from ``cameras`` (B of them).
+
+        Resolution and samples per ray default to the constructor's and can be changed per call.
+        """
+        if len(cameras) != ws.shape[0]:
+            raise ValueError(f"got {ws.shape[0]} latents but {len(cameras)} cameras; pass one camera per latent")
+        resolution = neural_resolution or self.neural_resolution
+        params = self.field_params(ws, noise_mode)
+        origins, directions = rays(cameras, resolution)
+        bounds = torch.ones_like(origins[..., :1])
+        bundle = RayBundle(origins, directions, bounds * self.ray_start, bounds * self.ray_end)
+
+        def field(points: Tensor) -> tuple[Tensor, Tensor]:
+            out = self.head(points, params)
+            values = out.features if out.semantics is None else torch.cat([out.features, out.semantics], dim=-1)
+            return out.sigma, values
+
+        composite = self.renderer(
+            field, bundle, generator=generator, num_coarse=num_coarse, num_importance=num_importance
+        )
+
+        def to_image(values: Tensor) -> Tensor:
+            return values.transpose(1, 2).reshape(values.shape[0], values.shape[2], resolution, resolution)
+
+        features = to_image(composite.values[..., : self.feature_dim]) * 2.0 - 1.0
+        semantics = to_image(composite.values[..., self.feature_dim :]) if self.num_semantic_classes else None
+        image_raw = features[:, :3]
+        image = image_raw
+        if self.superresolution is not None:
+            image, refined_raw = self.superresolution(image_raw, features, ws, self.sr_noise_mode)
+            if self.eg3d_raw_image and resolution == self.superresolution.input_resolution:
+                image_raw = refined_raw
+        return GeneratorOutput(
+            image=image,
+            image_raw=image_raw,
+            depth=to_image(z_depth(composite.depth, directions, cameras)),
+            opacity=to_image(composite.opacity),
+            semantics=semantics,
+            features=features,
+            ws=ws,
+        )
+
+    def forward(
+        self,
+        z: Tensor,
+        c: Tensor,
+        cameras: Cameras | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        **synthesis_kwargs,
+    ) -> GeneratorOutput:
+        """Map z with conditioning labels c (B, 25) and render from ``cameras`` (default: the cameras of c)."""
+        ws = self.mapping(z, c, truncation_psi, truncation_cutoff)
+        return self.synthesis(ws, cameras if cameras is not None else Cameras.from_label(c), **synthesis_kwargs)
