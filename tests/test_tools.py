@@ -52,6 +52,15 @@ def test_benchmark_reports_every_stage(tmp_path):
         "warmup=0",
         "heads_resolutions=[8]",
         "heads_batch_size=2",
+        "generator_fields=[triplane,hashgrid]",
+        "generator_resolutions=[8]",
+        "generator.plane_resolution=16",
+        "generator.channel_base=64",
+        "generator.channel_max=8",
+        "generator.num_coarse=4",
+        "generator.num_importance=4",
+        "generator.hash_levels=2",
+        "generator.hash_table_size_log2=8",
         f"output_json={output}",
         cwd=tmp_path,
     )
@@ -62,6 +71,10 @@ def test_benchmark_reports_every_stage(tmp_path):
         "render snowman",
         "composite fwd+bwd",
         "synthetic heads 8^2",
+        "render triplane",
+        "train step triplane",
+        "render hashgrid",
+        "train step hashgrid",
     ]
     assert results[-1]["images_per_second"] > 0
     assert all(r["rays_per_second"] > 0 for r in results)

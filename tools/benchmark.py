@@ -15,9 +15,10 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from pix2nerf.cameras import look_at, rays
+from pix2nerf.cameras import look_at, rays, sample_poses
 from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import SpheresField
+from pix2nerf.networks import Generator
 from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, stratified
 
 
@@ -109,6 +110,41 @@ def synthetic_heads(cfg: DictConfig, device: torch.device) -> list[Result]:
     return results
 
 
+def generators(cfg: DictConfig, device: torch.device) -> list[Result]:
+    """Rendering frames/s (no grad) and training step time (forward + backward) of each radiance head."""
+    return [result for field in cfg.generator_fields for result in generator_results(field, cfg, device)]
+
+
+def generator_results(field: str, cfg: DictConfig, device: torch.device) -> list[Result]:
+    torch.manual_seed(0)
+    generator = Generator(field=field, **cfg.generator).to(device)
+    parameters = sum(p.numel() for p in generator.parameters())
+    batch = cfg.generator_batch_size
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(batch, generator.z_dim, generator=g).to(device)
+    c = sample_poses(batch, generator=g).to(device).label()
+
+    def render(resolution: int) -> None:
+        with torch.no_grad():
+            generator.eval()(z, c, neural_resolution=resolution)
+
+    def train_step(resolution: int) -> None:
+        generator.train().zero_grad(set_to_none=True)
+        out = generator(z, c, neural_resolution=resolution)
+        (out.image.square().mean() + out.depth.mean()).backward()
+
+    results = []
+    for resolution in cfg.generator_resolutions:
+        label = f"{field} ({parameters / 1e6:.2f}M params) {resolution}^2"
+        for name, fn in (("render", render), ("train step", train_step)):
+            result = measure(
+                f"{name} {label}", lambda r=resolution, f=fn: f(r), batch * resolution**2, device, **_reps(cfg)
+            )
+            result.images_per_second = batch / result.seconds
+            results.append(result)
+    return results
+
+
 def _reps(cfg: DictConfig) -> dict[str, int]:
     return {"warmup": cfg.warmup, "repeats": cfg.repeats}
 
@@ -132,6 +168,8 @@ def main(cfg: DictConfig) -> None:
     results = rendering_core(cfg, device)
     if cfg.heads_resolutions:
         results += synthetic_heads(cfg, device)
+    if cfg.generator_fields:
+        results += generators(cfg, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print_table(results, f"pix2nerf benchmark on {name}, batch {cfg.batch_size}, torch {torch.__version__}")
     if cfg.output_json:

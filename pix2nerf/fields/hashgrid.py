@@ -19,7 +19,6 @@ from pix2nerf.layers import FullyConnectedLayer
 
 _PRIMES = (1, 2654435761, 805459861)
 """Instant-NGP's spatial hash: x * 1 XOR y * 2654435761 XOR z * 805459861, modulo the table size."""
-_CORNERS = torch.tensor([[(i >> 2) & 1, (i >> 1) & 1, i & 1] for i in range(8)])
 EMBEDDING_INIT = 1e-4
 
 
@@ -50,7 +49,6 @@ class HashEncoding(nn.Module):
         resolutions = torch.tensor([math.floor(base_resolution * growth**level) for level in range(levels)])
         self.register_buffer("resolutions", resolutions, persistent=False)
         self.register_buffer("dense", (resolutions + 1) ** 3 <= self.table_size, persistent=False)
-        self.register_buffer("corners", _CORNERS.clone(), persistent=False)
         table = (torch.rand(levels, self.table_size, features_per_level) * 2 - 1) * EMBEDDING_INIT
         self.embeddings = nn.Parameter(table)
 
@@ -62,25 +60,31 @@ class HashEncoding(nn.Module):
         """points (..., 3) -> features (..., L * F)."""
         shape = points.shape[:-1]
         unit = (points.reshape(-1, 3) / self.box_size + 0.5).clamp(0.0, 1.0)  # (M, 3) in [0, 1]
-        scaled = unit[None] * self.resolutions[:, None, None]  # (L, M, 3)
-        base = scaled.floor().clamp(max=self.resolutions[:, None, None] - 1)
+        resolutions = self.resolutions[:, None, None]
+        scaled = unit[None] * resolutions  # (L, M, 3)
+        base = torch.minimum(scaled.floor(), resolutions - 1)
         frac = scaled - base
-        corner = base.long()[:, :, None, :] + self.corners  # (L, M, 8, 3)
-        index = self._index(corner)  # (L, M, 8)
-        weights = torch.where(self.corners.bool(), frac[:, :, None, :], 1 - frac[:, :, None, :]).prod(-1)
+        lower = base.long()
+        # Per axis, the two neighbouring grid coordinates (..., 2); the 8 corners are their outer
+        # combinations (corner i has x bit i >> 2, y bit i >> 1, z bit i & 1), built without an (L, M, 8, 3) tensor.
+        coords = torch.stack([lower, lower + 1], dim=-1)  # (L, M, 3, 2)
+        weights = torch.stack([1 - frac, frac], dim=-1)
+        x, y, z = coords.unbind(2)
+        side = (self.resolutions + 1)[:, None, None]
+        dense = _outer(x, lambda a, b: a + b, _outer(y * side, lambda a, b: a + b, z * side * side))
+        hashed = _outer(x * _PRIMES[0], torch.bitwise_xor, _outer(y * _PRIMES[1], torch.bitwise_xor, z * _PRIMES[2]))
+        index = torch.where(self.dense[:, None, None], dense, hashed & (self.table_size - 1))  # (L, M, 8)
+        wx, wy, wz = weights.unbind(2)
+        corner_weights = _outer(wx, torch.mul, _outer(wy, torch.mul, wz))
         level_offset = torch.arange(self.levels, device=points.device)[:, None, None] * self.table_size
-        values = self.embeddings.reshape(-1, self.features_per_level)[(index + level_offset).reshape(-1)]
-        values = values.reshape(*index.shape, self.features_per_level)
-        encoded = (weights[..., None] * values).sum(dim=2)  # (L, M, F)
+        values = self.embeddings.reshape(-1, self.features_per_level)[index + level_offset]
+        encoded = (corner_weights[..., None] * values).sum(dim=2)  # (L, M, F)
         return encoded.permute(1, 0, 2).reshape(*shape, self.output_dim)
 
-    def _index(self, corner: Tensor) -> Tensor:
-        """Table index of integer grid corners (L, M, 8, 3): dense where the level fits, else hashed."""
-        side = (self.resolutions + 1)[:, None, None]
-        dense = corner[..., 0] + side * (corner[..., 1] + side * corner[..., 2])
-        hashed = corner[..., 0] * _PRIMES[0] ^ corner[..., 1] * _PRIMES[1] ^ corner[..., 2] * _PRIMES[2]
-        hashed = hashed & (self.table_size - 1)
-        return torch.where(self.dense[:, None, None], dense, hashed)
+
+def _outer(a: Tensor, op, b: Tensor) -> Tensor:
+    """Combine every entry of ``a`` (..., 2) with every entry of ``b`` (..., K): (..., 2 K), a-major."""
+    return op(a[..., :, None], b[..., None, :]).flatten(-2)
 
 
 class HashGridHead(RadianceHead):

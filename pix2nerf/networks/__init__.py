@@ -1,5 +1,6 @@
 """Networks: mapping, synthesis, super-resolution and the 3D-aware generator."""
 
+from pix2nerf.networks.discriminator import Discriminator, DiscriminatorOutput
 from pix2nerf.networks.generator import Backbone, Generator, GeneratorOutput
 from pix2nerf.networks.mapping import MappingNetwork
 from pix2nerf.networks.superresolution import SuperResolution
@@ -7,6 +8,8 @@ from pix2nerf.networks.synthesis import SynthesisBlock, SynthesisLayer, Synthesi
 
 __all__ = [
     "Backbone",
+    "Discriminator",
+    "DiscriminatorOutput",
     "Generator",
     "GeneratorOutput",
     "MappingNetwork",

@@ -1,0 +1,122 @@
+"""One LightningDataModule for every image source: synthetic heads, EG3D-format sets, plain folders."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from pix2nerf.cameras import FACE_PRIOR, PosePrior
+from pix2nerf.data.eg3d import EG3DDataset
+from pix2nerf.data.folder import ImageFolderDataset
+from pix2nerf.data.synthetic import SyntheticHeads
+
+Source = Literal["synthetic", "eg3d", "folder"]
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation per epoch, from ``seed + epoch``: resuming at any epoch reproduces the order.
+
+    Lightning calls ``set_epoch`` at the start of every epoch (as for ``DistributedSampler``).
+    """
+
+    def __init__(self, length: int, seed: int = 0) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _keep_image_and_camera(items: list[dict]) -> dict[str, torch.Tensor]:
+    """Collate only what training needs (synthetic items also carry depth, masks, ids)."""
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("image", "camera")}
+    if "semantics" in items[0]:
+        batch["semantics"] = torch.stack([item["semantics"] for item in items])
+    if "yaw_pitch" in items[0]:
+        batch["yaw_pitch"] = torch.stack([item["yaw_pitch"] for item in items])
+    return batch
+
+
+class FaceDataModule(L.LightningDataModule):
+    """Training images with camera labels.
+
+    Args:
+        source: ``"synthetic"`` (procedural heads, no preparation), ``"eg3d"`` (folder or zip with
+            ``dataset.json``) or ``"folder"`` (plain images; poses from ``prior``).
+        path: data location for ``"eg3d"`` and ``"folder"``.
+        resolution: image size.
+        batch_size, num_workers: loader settings.
+        xflip: add mirrored copies (EG3D format; poses mirrored with ``flip_yaw``).
+        num_identities, epoch_length: synthetic heads: identities, and items per epoch.
+        prior: camera prior of synthetic training views and of folder images.
+        val_size: validation items (synthetic: held-out test identities; otherwise the first items).
+        with_semantics: also load semantic masks (synthetic heads always have them; EG3D needs ``masks/``).
+        seed: shuffling and synthetic camera seed.
+    """
+
+    def __init__(
+        self,
+        source: Source = "synthetic",
+        path: str | None = None,
+        resolution: int = 64,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        xflip: bool = False,
+        num_identities: int = 10_000,
+        epoch_length: int = 10_000,
+        prior: PosePrior = FACE_PRIOR,
+        val_size: int = 8,
+        with_semantics: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if source not in ("synthetic", "eg3d", "folder"):
+            raise ValueError(f"source must be 'synthetic', 'eg3d' or 'folder', got {source!r}")
+        if source != "synthetic" and not path:
+            raise ValueError(f"source={source!r} needs data.path (a folder or zip of images)")
+        self.save_hyperparameters(ignore=["prior"])
+        # Config parsers may hand the prior over as a mapping.
+        self.prior = PosePrior(**prior) if isinstance(prior, dict) else prior
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        if h.source == "synthetic":
+            self.train_set = SyntheticHeads(
+                "train", h.resolution, h.num_identities, h.epoch_length, self.prior, seed=h.seed
+            )
+            test = SyntheticHeads("test", h.resolution, num_identities=max(1, h.val_size))
+            self.val_set = Subset(test, list(range(0, len(test), max(1, len(test) // h.val_size)))[: h.val_size])
+        else:
+            if h.source == "eg3d":
+                data = EG3DDataset(h.path, h.resolution, h.xflip, load_masks=h.with_semantics)
+            else:
+                data = ImageFolderDataset(h.path, h.resolution, self.prior, h.seed)
+            self.train_set = data
+            self.val_set = Subset(data, list(range(min(h.val_size, len(data)))))
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return DataLoader(
+            self.train_set,
+            batch_size=h.batch_size,
+            sampler=EpochSeededSampler(len(self.train_set), h.seed),
+            drop_last=True,
+            num_workers=h.num_workers,
+            persistent_workers=h.num_workers > 0,
+            collate_fn=_keep_image_and_camera,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return DataLoader(self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_keep_image_and_camera)

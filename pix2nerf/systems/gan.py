@@ -1,0 +1,297 @@
+"""Adversarial pretraining of the 3D-aware generator (EG3D's objective) as a thin LightningModule."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import kornia
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from pix2nerf.cameras import Cameras, look_at, yaw_pitch
+from pix2nerf.losses import density_regularization, discriminator_loss, generator_loss, pose_loss, r1_penalty
+from pix2nerf.metrics import reprojection_error
+from pix2nerf.networks.discriminator import Discriminator, DiscriminatorOutput
+from pix2nerf.networks.generator import Generator, GeneratorOutput
+
+VALIDATION_YAWS = (-0.4, -0.2, 0.0, 0.2, 0.4)
+"""Yaw sweep (radians) of the validation sample grid."""
+
+
+def blur(images: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of (B, C, H, W) images (EG3D fades a blur of D's inputs out early in training)."""
+    if sigma <= 0:
+        return images
+    size = 2 * math.floor(3 * sigma) + 1
+    return kornia.filters.gaussian_blur2d(images, (size, size), (sigma, sigma), border_type="constant")
+
+
+class GAN3D(L.LightningModule):
+    """Train a :class:`Generator` against a pose-conditioned :class:`Discriminator`.
+
+    Every training step alternates a generator step and a discriminator step (manual optimisation);
+    lazy regularisation adds the density regulariser every ``density_reg_interval`` G steps and R1 every
+    ``r1_interval`` D steps, scaled by the interval. The EMA copy of the generator is the one used for
+    validation, sampling and export.
+
+    Args:
+        generator, discriminator: the networks.
+        optimizer_g, optimizer_d: optimizer factories (e.g. Adam with betas (0, 0.99)).
+        r1_gamma, r1_interval: R1 weight and how often it runs (0 interval disables it).
+        density_reg, density_reg_interval, density_reg_p_dist: EG3D's density regulariser.
+        pose_swap_prob: probability that the generator is conditioned on another sample's camera than
+            the one it renders (EG3D's generator pose conditioning regularisation).
+        blur_sigma, blur_fade_steps: initial blur of D's inputs and how many steps it takes to fade out.
+        pose_loss_weight: weight of D's (yaw, pitch) regression on real images (needs ``pose_head``).
+        ema_half_life: images after which the EMA weights half-forget (EG3D: 10k images).
+        neural_resolution_initial, neural_resolution_final, neural_resolution_fade_steps: the neural
+            rendering resolution grows linearly from initial to final (None keeps it fixed).
+        grad_clip: clip gradient norms of both networks (None: no clipping).
+        truncation_psi: for validation samples.
+        num_val_latents: fixed latents rendered at every validation.
+        seed: for the fixed validation latents.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        discriminator: Discriminator,
+        optimizer_g: OptimizerCallable,
+        optimizer_d: OptimizerCallable,
+        r1_gamma: float = 1.0,
+        r1_interval: int = 16,
+        density_reg: float = 0.25,
+        density_reg_interval: int = 4,
+        density_reg_p_dist: float = 0.004,
+        pose_swap_prob: float = 0.5,
+        blur_sigma: float = 10.0,
+        blur_fade_steps: int = 5000,
+        pose_loss_weight: float = 0.0,
+        ema_half_life: float = 10_000.0,
+        neural_resolution_initial: int | None = None,
+        neural_resolution_final: int | None = None,
+        neural_resolution_fade_steps: int = 0,
+        grad_clip: float | None = None,
+        truncation_psi: float = 1.0,
+        num_val_latents: int = 4,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"])
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+        fixed = torch.Generator().manual_seed(seed)
+        self.register_buffer("val_z", torch.randn(num_val_latents, generator.z_dim, generator=fixed), persistent=False)
+
+    # -- configuration ---------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer_g(self.generator.parameters()), self.optimizer_d(self.discriminator.parameters())]
+
+    def neural_resolution(self) -> int:
+        """The neural rendering resolution at the current step."""
+        h = self.hparams
+        start = h.neural_resolution_initial or self.generator.neural_resolution
+        end = h.neural_resolution_final or start
+        if h.neural_resolution_fade_steps <= 0 or start == end:
+            return end
+        fraction = min(int(self.step_count) / h.neural_resolution_fade_steps, 1.0)
+        return int(round((start + (end - start) * fraction) / 2) * 2)
+
+    def blur_sigma(self) -> float:
+        h = self.hparams
+        if h.blur_fade_steps <= 0:
+            return 0.0
+        return max(1.0 - int(self.step_count) / h.blur_fade_steps, 0.0) * h.blur_sigma
+
+    # -- the pieces of a step ----------------------------------------------------------------------------
+
+    def conditioning(self, c: Tensor) -> Tensor:
+        """Generator pose conditioning: with ``pose_swap_prob``, condition on another sample's camera."""
+        swap = torch.rand(c.shape[0], 1, device=c.device) < self.hparams.pose_swap_prob
+        return torch.where(swap, c.roll(1, dims=0), c)
+
+    def generate(self, c: Tensor, generator: Generator | None = None) -> GeneratorOutput:
+        """Fake images rendered at cameras c (B, 25) from random latents."""
+        generator = generator or self.generator
+        z = torch.randn(c.shape[0], generator.z_dim, device=c.device)
+        ws = generator.mapping(z, self.conditioning(c))
+        return generator.synthesis(ws, Cameras.from_label(c), neural_resolution=self.neural_resolution())
+
+    def discriminate(self, image: Tensor, image_raw: Tensor | None, c: Tensor) -> DiscriminatorOutput:
+        sigma = self.blur_sigma()
+        raw = blur(image_raw, sigma) if image_raw is not None and self.discriminator.dual else None
+        return self.discriminator(blur(image, sigma), c, raw)
+
+    def real_raw(self, image: Tensor) -> Tensor:
+        """Real images seen as raw renderings: downsampled to the neural rendering resolution."""
+        size = self.neural_resolution()
+        return torch.nn.functional.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
+
+    # -- training --------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        h = self.hparams
+        opt_g, opt_d = self.optimizers()
+        real, c = batch["image"], batch["camera"]
+        step = int(self.step_count)
+
+        # Generator: fool D, plus the lazy density regulariser.
+        self.discriminator.requires_grad_(False)
+        fake = self.generate(c)
+        loss_g = generator_loss(self.discriminate(fake.image, fake.image_raw, c).logits)
+        if h.density_reg > 0 and h.density_reg_interval > 0 and step % h.density_reg_interval == 0:
+            ws = self.generator.mapping(torch.randn(c.shape[0], self.generator.z_dim, device=c.device), c)
+            params = self.generator.field_params(ws)
+            reg = density_regularization(
+                lambda p: self.generator.query(p, params).sigma, c.shape[0], c.device, h.density_reg_p_dist
+            )
+            self.log("train/density_reg", reg)
+            loss_g = loss_g + reg * h.density_reg * h.density_reg_interval
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        if h.grad_clip:
+            self.clip_gradients(opt_g, gradient_clip_val=h.grad_clip, gradient_clip_algorithm="norm")
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+
+        # Discriminator: real vs (detached) fake, plus pose regression and lazy R1.
+        with torch.no_grad():
+            fake = self.generate(c)
+        fake_out = self.discriminate(fake.image, fake.image_raw, c)
+        run_r1 = h.r1_gamma > 0 and h.r1_interval > 0 and step % h.r1_interval == 0
+        real_image = real.detach().requires_grad_(run_r1)
+        real_raw = self.real_raw(real).detach().requires_grad_(run_r1)
+        real_out = self.discriminate(real_image, real_raw, c)
+        loss_d = discriminator_loss(real_out.logits, fake_out.logits)
+        if real_out.pose is not None and h.pose_loss_weight > 0:
+            target = batch["yaw_pitch"] if "yaw_pitch" in batch else yaw_pitch(Cameras.from_label(c))
+            pose = pose_loss(real_out.pose, target)
+            self.log("train/pose_loss", pose)
+            loss_d = loss_d + h.pose_loss_weight * pose
+        if run_r1:
+            inputs = [real_image, real_raw] if self.discriminator.dual else [real_image]
+            penalty = r1_penalty(real_out.logits, inputs).mean()
+            self.log("train/r1", penalty)
+            loss_d = loss_d + penalty * (h.r1_gamma / 2) * h.r1_interval
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        if h.grad_clip:
+            self.clip_gradients(opt_d, gradient_clip_val=h.grad_clip, gradient_clip_algorithm="norm")
+        opt_d.step()
+
+        self.update_ema(c.shape[0])
+        self.step_count += 1
+        self.images_seen += c.shape[0]
+        self.log_dict(
+            {
+                "train/loss_g": loss_g.detach(),
+                "train/loss_d": loss_d.detach(),
+                "train/d_real": real_out.logits.detach().mean(),
+                "train/d_fake": fake_out.logits.detach().mean(),
+                "train/neural_resolution": float(self.neural_resolution()),
+                "train/blur_sigma": self.blur_sigma(),
+            },
+            prog_bar=False,
+        )
+
+    @torch.no_grad()
+    def update_ema(self, batch_size: int) -> None:
+        """Exponential moving average of the generator's weights (buffers such as w_avg are copied)."""
+        beta = 0.5 ** (batch_size / max(self.hparams.ema_half_life, 1e-8))
+        for ema, live in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+            ema.lerp_(live, 1.0 - beta)
+        for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema.copy_(live)
+
+    # -- validation ----------------------------------------------------------------------------------------
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """D's scores on real and EMA samples, and the multi-view consistency of EMA renders."""
+        real, c = batch["image"], batch["camera"]
+        fake = self.generate(c, self.generator_ema)
+        d_real = self.discriminate(real, self.real_raw(real), c).logits.mean()
+        d_fake = self.discriminate(fake.image, fake.image_raw, c).logits.mean()
+        grid = self.sample_grid()
+        views = grid["image_raw"].shape[1]
+        first, second = slice(0, views - 1), slice(1, views)
+        cams = grid["cameras"]
+        errors = [
+            reprojection_error(
+                grid["image_raw"][i, first],
+                grid["depth"][i, first],
+                cams[first],
+                grid["image_raw"][i, second],
+                cams[second],
+            ).mean()
+            for i in range(grid["image_raw"].shape[0])
+        ]
+        self.log_dict(
+            {"val/d_real": d_real, "val/d_fake": d_fake, "val/reprojection_error": torch.stack(errors).mean()},
+            batch_size=c.shape[0],
+            sync_dist=True,
+        )
+        if batch_idx == 0:
+            self.log_samples(grid)
+
+    @torch.no_grad()
+    def sample_grid(self) -> dict[str, Any]:
+        """EMA renders of the fixed validation latents over the yaw sweep: (N, V, C, h, w) tensors."""
+        generator = self.generator_ema
+        yaws = torch.tensor(VALIDATION_YAWS, device=self.device)
+        cameras = look_at(yaws, torch.zeros_like(yaws), device=self.device)
+        frontal = look_at(0.0, 0.0, device=self.device).label()
+        images, raws, depths = [], [], []
+        for z in self.val_z:
+            ws = generator.mapping(z[None], frontal, truncation_psi=self.hparams.truncation_psi)
+            out = generator.synthesis(ws.expand(len(yaws), -1, -1), cameras, noise_mode="const")
+            images.append(out.image)
+            raws.append(out.image_raw)
+            depths.append(out.depth)
+        return {
+            "image": torch.stack(images),
+            "image_raw": torch.stack(raws),
+            "depth": torch.stack(depths),
+            "cameras": cameras,
+        }
+
+    def log_samples(self, grid: dict[str, Any]) -> None:
+        """Send the sample and depth grids to loggers that take images (W&B, TensorBoard)."""
+        from torchvision.utils import make_grid
+
+        n, v = grid["image"].shape[:2]
+        images = make_grid(grid["image"].flatten(0, 1) * 0.5 + 0.5, nrow=v).clamp(0, 1)
+        depth = grid["depth"].flatten(0, 1)
+        lo, hi = depth.amin(), depth.amax()
+        depths = make_grid(1 - (depth - lo) / (hi - lo + 1e-8), nrow=v)
+        for logger in self.loggers:
+            experiment = logger.experiment
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("samples", images, self.global_step)
+                experiment.add_image("depth", depths, self.global_step)
+            elif hasattr(logger, "log_image"):
+                logger.log_image("samples", [images, depths], caption=["rgb", "depth"])
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the RNG state so a resumed run draws the same latents, swaps and noise."""
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("rng_state")
+        if state is not None:
+            torch.set_rng_state(state["torch"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
