@@ -43,6 +43,7 @@ class FittedField(nn.Module):
                 feature_dim=3,
                 levels=cfg.hash_levels,
                 table_size_log2=cfg.hash_table_size_log2,
+                base_resolution=cfg.hash_base_resolution,
                 max_resolution=cfg.hash_max_resolution,
             )
             self.register_buffer("params", torch.zeros(1, self.head.num_ws, 8))
@@ -124,9 +125,11 @@ def fit(cfg: DictConfig) -> dict[str, float]:
         consistency = reprojection_error(images[:-1], depth[:-1], test_cams[:-1], images[1:], test_cams[1:], mask[:-1])
         wrong = reprojection_error(images[:-1], depth[:-1] * 0.9, test_cams[:-1], images[1:], test_cams[1:], mask[:-1])
         depth_error = (depth - tests.depth)[mask].abs().median()
+    background_only = (background * 2 - 1)[None, :, None, None].expand_as(tests.image)
     return {
         "field": cfg.field,
         "test_psnr": psnr(images, tests.image),
+        "background_only_psnr": psnr(background_only, tests.image),
         "train_seconds": seconds,
         "steps": cfg.steps,
         "reprojection_error": float(consistency.mean()),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from pathlib import Path
 from typing import Any
 
 import kornia
@@ -87,6 +89,7 @@ class GAN3D(L.LightningModule):
         self.discriminator = discriminator
         self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self._last_step_time: float | None = None
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         fixed = torch.Generator().manual_seed(seed)
@@ -192,6 +195,10 @@ class GAN3D(L.LightningModule):
         self.update_ema(c.shape[0])
         self.step_count += 1
         self.images_seen += c.shape[0]
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            self.log("train/images_per_second", c.shape[0] / (now - self._last_step_time), prog_bar=True)
+        self._last_step_time = now
         self.log_dict(
             {
                 "train/loss_g": loss_g.detach(),
@@ -265,8 +272,8 @@ class GAN3D(L.LightningModule):
         }
 
     def log_samples(self, grid: dict[str, Any]) -> None:
-        """Send the sample and depth grids to loggers that take images (W&B, TensorBoard)."""
-        from torchvision.utils import make_grid
+        """Sample and depth grids: to loggers that take images (W&B, TensorBoard), and as PNGs in the run folder."""
+        from torchvision.utils import make_grid, save_image
 
         n, v = grid["image"].shape[:2]
         images = make_grid(grid["image"].flatten(0, 1) * 0.5 + 0.5, nrow=v).clamp(0, 1)
@@ -274,12 +281,15 @@ class GAN3D(L.LightningModule):
         lo, hi = depth.amin(), depth.amax()
         depths = make_grid(1 - (depth - lo) / (hi - lo + 1e-8), nrow=v)
         for logger in self.loggers:
-            experiment = logger.experiment
-            if hasattr(experiment, "add_image"):
-                experiment.add_image("samples", images, self.global_step)
-                experiment.add_image("depth", depths, self.global_step)
-            elif hasattr(logger, "log_image"):
+            if hasattr(logger, "log_image"):
                 logger.log_image("samples", [images, depths], caption=["rgb", "depth"])
+            elif hasattr(logger.experiment, "add_image"):
+                logger.experiment.add_image("samples", images, self.global_step)
+                logger.experiment.add_image("depth", depths, self.global_step)
+        if self.trainer.log_dir is not None and self.trainer.is_global_zero:
+            folder = Path(self.trainer.log_dir) / "samples"
+            folder.mkdir(parents=True, exist_ok=True)
+            save_image(torch.cat([images, depths], dim=1), folder / f"step_{int(self.step_count):07d}.png")
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 

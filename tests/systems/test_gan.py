@@ -149,3 +149,15 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.parametrize("overlay", ["tiny.yaml", "cpu_32.yaml", "ffhq_eg3d.yaml", "celeba_prior.yaml"])
+def test_every_training_config_parses(overlay, capsys):
+    from pix2nerf.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(BASE), "-c", str(ROOT / "configs" / "train" / overlay), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "pix2nerf.systems.GAN3D"
+    assert printed["model"]["init_args"]["generator"]["class_path"] == "pix2nerf.networks.Generator"
