@@ -30,7 +30,8 @@ class HashEncoding(nn.Module):
     Args:
         levels: L. table_size_log2: T. features_per_level: F.
         base_resolution, max_resolution: grid resolutions of the coarsest and finest level.
-        box_size: the grid covers the cube [-box_size / 2, box_size / 2]^3; points outside are clamped.
+        box_size: the grid covers the cube [-box_size / 2, box_size / 2]^3; points outside read zeros
+            (as tri-planes do), so the grid's border does not smear along rays that leave the cube.
     """
 
     def __init__(
@@ -59,7 +60,9 @@ class HashEncoding(nn.Module):
     def forward(self, points: Tensor) -> Tensor:
         """points (..., 3) -> features (..., L * F)."""
         shape = points.shape[:-1]
-        unit = (points.reshape(-1, 3) / self.box_size + 0.5).clamp(0.0, 1.0)  # (M, 3) in [0, 1]
+        unit = points.reshape(-1, 3) / self.box_size + 0.5
+        inside = ((unit >= 0) & (unit <= 1)).all(dim=-1)
+        unit = unit.clamp(0.0, 1.0)  # (M, 3) in [0, 1]
         resolutions = self.resolutions[:, None, None]
         scaled = unit[None] * resolutions  # (L, M, 3)
         base = torch.minimum(scaled.floor(), resolutions - 1)
@@ -78,7 +81,7 @@ class HashEncoding(nn.Module):
         corner_weights = _outer(wx, torch.mul, _outer(wy, torch.mul, wz))
         level_offset = torch.arange(self.levels, device=points.device)[:, None, None] * self.table_size
         values = self.embeddings.reshape(-1, self.features_per_level)[index + level_offset]
-        encoded = (corner_weights[..., None] * values).sum(dim=2)  # (L, M, F)
+        encoded = (corner_weights[..., None] * values).sum(dim=2) * inside[:, None]  # (L, M, F)
         return encoded.permute(1, 0, 2).reshape(*shape, self.output_dim)
 
 

@@ -24,6 +24,20 @@ VALIDATION_YAWS = (-0.4, -0.2, 0.0, 0.2, 0.4)
 """Yaw sweep (radians) of the validation sample grid."""
 
 
+def make_augmentation(probability: float) -> kornia.augmentation.AugmentationSequential | None:
+    """Differentiable augmentation of D's inputs (DiffAugment-style translation and colour), or None.
+
+    Geometric changes stay small (translation only) because the discriminator is pose-conditioned.
+    """
+    if probability <= 0:
+        return None
+    augment = kornia.augmentation
+    return augment.AugmentationSequential(
+        augment.RandomAffine(degrees=0.0, translate=(0.125, 0.125), padding_mode="reflection", p=probability),
+        augment.ColorJiggle(brightness=0.2, contrast=0.2, saturation=0.2, p=probability),
+    )
+
+
 def blur(images: Tensor, sigma: float) -> Tensor:
     """Gaussian blur of (B, C, H, W) images (EG3D fades a blur of D's inputs out early in training)."""
     if sigma <= 0:
@@ -49,6 +63,7 @@ class GAN3D(L.LightningModule):
             the one it renders (EG3D's generator pose conditioning regularisation).
         blur_sigma, blur_fade_steps: initial blur of D's inputs and how many steps it takes to fade out.
         pose_loss_weight: weight of D's (yaw, pitch) regression on real images (needs ``pose_head``).
+        augment_p: probability of each differentiable augmentation of D's inputs (0: off, the default).
         ema_half_life: images after which the EMA weights half-forget (EG3D: 10k images).
         neural_resolution_initial, neural_resolution_final, neural_resolution_fade_steps: the neural
             rendering resolution grows linearly from initial to final (None keeps it fixed).
@@ -73,6 +88,7 @@ class GAN3D(L.LightningModule):
         blur_sigma: float = 10.0,
         blur_fade_steps: int = 5000,
         pose_loss_weight: float = 0.0,
+        augment_p: float = 0.0,
         ema_half_life: float = 10_000.0,
         neural_resolution_initial: int | None = None,
         neural_resolution_final: int | None = None,
@@ -89,6 +105,7 @@ class GAN3D(L.LightningModule):
         self.discriminator = discriminator
         self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.augmentation = make_augmentation(augment_p)
         self._last_step_time: float | None = None
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
@@ -131,9 +148,13 @@ class GAN3D(L.LightningModule):
         return generator.synthesis(ws, Cameras.from_label(c), neural_resolution=self.neural_resolution())
 
     def discriminate(self, image: Tensor, image_raw: Tensor | None, c: Tensor) -> DiscriminatorOutput:
+        """D's verdict on images after the fading blur and (in training) the augmentation."""
         sigma = self.blur_sigma()
+        image = blur(image, sigma)
         raw = blur(image_raw, sigma) if image_raw is not None and self.discriminator.dual else None
-        return self.discriminator(blur(image, sigma), c, raw)
+        if self.augmentation is not None and self.training:
+            image = (self.augmentation(image * 0.5 + 0.5) * 2 - 1).clamp(-1, 1)
+        return self.discriminator(image, c, raw)
 
     def real_raw(self, image: Tensor) -> Tensor:
         """Real images seen as raw renderings: downsampled to the neural rendering resolution."""

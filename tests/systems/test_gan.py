@@ -12,6 +12,7 @@ import yaml
 from pix2nerf.data import FaceDataModule
 from pix2nerf.networks import Discriminator, Generator
 from pix2nerf.systems import GAN3D
+from pix2nerf.systems.gan import make_augmentation
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "configs" / "train" / "synthetic_heads_64.yaml"
@@ -161,3 +162,20 @@ def test_every_training_config_parses(overlay, capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "pix2nerf.systems.GAN3D"
     assert printed["model"]["init_args"]["generator"]["class_path"] == "pix2nerf.networks.Generator"
+
+
+def test_augmentation_changes_d_inputs_and_keeps_gradients():
+    system, _ = tiny_system()
+    system.hparams.augment_p = 1.0
+    system.augmentation = make_augmentation(1.0)
+    pixels = torch.rand(4, 3, 8, 8, requires_grad=True)
+    images = pixels * 2 - 1
+    c = torch.zeros(4, 25)
+    c[:, :16] = torch.eye(4).flatten()
+    system.train()
+    augmented = system.discriminate(images, None, c).logits
+    system.eval()
+    plain = system.discriminate(images, None, c).logits
+    assert not torch.allclose(augmented, plain)
+    augmented.sum().backward()
+    assert pixels.grad is not None and pixels.grad.abs().sum() > 0
