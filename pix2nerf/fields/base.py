@@ -54,3 +54,10 @@ FEATURE_PADDING = 0.001
 def feature_activation(raw: Tensor) -> Tensor:
     """Sigmoid widened by ``FEATURE_PADDING`` on both sides (EG3D's colour feature activation)."""
     return torch.sigmoid(raw) * (1 + 2 * FEATURE_PADDING) - FEATURE_PADDING
+
+
+def split_decoder_output(raw: Tensor, feature_dim: int, num_semantic_classes: int) -> FieldOutput:
+    """Split a decoder's raw output (B, N, 1 + F + K) into raw density, activated features and logits."""
+    features = feature_activation(raw[..., 1 : 1 + feature_dim])
+    semantics = raw[..., 1 + feature_dim :] if num_semantic_classes else None
+    return FieldOutput(sigma=raw[..., :1], features=features, semantics=semantics)

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pix2nerf.fields.base import FieldOutput, RadianceHead, feature_activation
+from pix2nerf.fields.base import FieldOutput, RadianceHead, split_decoder_output
 from pix2nerf.layers import FullyConnectedLayer
 
 _PRIMES = (1, 2654435761, 805459861)
@@ -134,7 +134,4 @@ class HashGridHead(RadianceHead):
         for index, (layer, film) in enumerate(zip(self.layers, self.films, strict=True)):
             scale, shift = film(ws[:, index]).unsqueeze(1).chunk(2, dim=-1)
             x = nn.functional.softplus(layer(x) * (1.0 + scale) + shift)
-        out = self.output(x)
-        features = feature_activation(out[..., 1 : 1 + self.feature_dim])
-        semantics = out[..., 1 + self.feature_dim :] if self.num_semantic_classes else None
-        return FieldOutput(sigma=out[..., :1], features=features, semantics=semantics)
+        return split_decoder_output(self.output(x), self.feature_dim, self.num_semantic_classes)

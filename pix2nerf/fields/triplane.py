@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pix2nerf.fields.base import FieldOutput, RadianceHead, feature_activation
+from pix2nerf.fields.base import FieldOutput, RadianceHead, split_decoder_output
 from pix2nerf.layers import FullyConnectedLayer
 
 PlaneOrder = Literal["xy_xz_yz", "eg3d"]
@@ -71,9 +71,7 @@ class FeatureDecoder(nn.Module):
         """x: (B, N, in_features)."""
         batch, num_points, _ = x.shape
         out = self.net(x.reshape(batch * num_points, -1)).reshape(batch, num_points, -1)
-        features = feature_activation(out[..., 1 : 1 + self.feature_dim])
-        semantics = out[..., 1 + self.feature_dim :] if self.num_semantic_classes else None
-        return FieldOutput(sigma=out[..., :1], features=features, semantics=semantics)
+        return split_decoder_output(out, self.feature_dim, self.num_semantic_classes)
 
 
 class TriPlaneHead(RadianceHead):
