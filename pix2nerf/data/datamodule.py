@@ -36,14 +36,12 @@ class EpochSeededSampler(Sampler[int]):
         return self.length
 
 
-def _keep_image_and_camera(items: list[dict]) -> dict[str, torch.Tensor]:
-    """Collate only what training needs (synthetic items also carry depth, masks, ids)."""
-    batch = {key: torch.stack([item[key] for item in items]) for key in ("image", "camera")}
-    if "semantics" in items[0]:
-        batch["semantics"] = torch.stack([item["semantics"] for item in items])
-    if "yaw_pitch" in items[0]:
-        batch["yaw_pitch"] = torch.stack([item["yaw_pitch"] for item in items])
-    return batch
+_BATCH_KEYS = ("image", "camera", "yaw_pitch", "semantics", "depth", "identity")
+
+
+def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
+    """Stack the tensors a system may use (synthetic items also carry ground-truth depth and identity)."""
+    return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in _BATCH_KEYS if key in items[0]}
 
 
 class FaceDataModule(L.LightningDataModule):
@@ -58,7 +56,8 @@ class FaceDataModule(L.LightningDataModule):
         xflip: add mirrored copies (EG3D format; poses mirrored with ``flip_yaw``).
         num_identities, epoch_length: synthetic heads: identities, and items per epoch.
         prior: camera prior of synthetic training views and of folder images.
-        val_size: validation items (synthetic: held-out test identities; otherwise the first items).
+        val_size: validation items (synthetic: the frontal view of held-out test identities; otherwise the
+            first items).
         with_semantics: also load semantic masks (synthetic heads always have them; EG3D needs ``masks/``).
         seed: shuffling and synthetic camera seed.
     """
@@ -96,7 +95,9 @@ class FaceDataModule(L.LightningDataModule):
                 "train", h.resolution, h.num_identities, h.epoch_length, self.prior, seed=h.seed
             )
             test = SyntheticHeads("test", h.resolution, num_identities=max(1, h.val_size))
-            self.val_set = Subset(test, list(range(0, len(test), max(1, len(test) // h.val_size)))[: h.val_size])
+            views = len(test.eval_grid)
+            frontal = min(range(views), key=lambda v: abs(test.eval_grid[v][0]) + abs(test.eval_grid[v][1]))
+            self.val_set = Subset(test, [identity * views + frontal for identity in range(h.val_size)])
         else:
             if h.source == "eg3d":
                 data = EG3DDataset(h.path, h.resolution, h.xflip, load_masks=h.with_semantics)
@@ -114,9 +115,9 @@ class FaceDataModule(L.LightningDataModule):
             drop_last=True,
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
-            collate_fn=_keep_image_and_camera,
+            collate_fn=_collate,
         )
 
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
-        return DataLoader(self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_keep_image_and_camera)
+        return DataLoader(self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ BACKBONE_WEIGHTS = {
     "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
     "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
 }
+
+
+MIN_SIZE = 64
+"""Smallest image side the LPIPS backbones take without their feature maps vanishing."""
 
 
 class PerceptualWeightsMissing(RuntimeError):
@@ -76,5 +81,12 @@ class LPIPS(nn.Module):
         return self
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
-        """prediction, target: (B, 3, H, W) in [-1, 1] -> (B,) distances."""
+        """prediction, target: (B, 3, H, W) in [-1, 1] -> (B,) distances.
+
+        Images smaller than ``MIN_SIZE`` are upsampled first: the backbones' strides and pooling need it.
+        """
+        if min(prediction.shape[-2:]) < MIN_SIZE:
+            size = (MIN_SIZE, MIN_SIZE)
+            prediction = F.interpolate(prediction, size=size, mode="bilinear", align_corners=False)
+            target = F.interpolate(target, size=size, mode="bilinear", align_corners=False)
         return self.model(prediction, target, normalize=False).flatten()

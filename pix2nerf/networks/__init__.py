@@ -1,6 +1,7 @@
 """Networks: mapping, synthesis, super-resolution and the 3D-aware generator."""
 
 from pix2nerf.networks.discriminator import Discriminator, DiscriminatorOutput
+from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Backbone, Generator, GeneratorOutput
 from pix2nerf.networks.mapping import MappingNetwork
 from pix2nerf.networks.superresolution import SuperResolution
@@ -10,6 +11,8 @@ __all__ = [
     "Backbone",
     "Discriminator",
     "DiscriminatorOutput",
+    "Encoder",
+    "EncoderOutput",
     "Generator",
     "GeneratorOutput",
     "MappingNetwork",

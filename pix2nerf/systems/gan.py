@@ -99,7 +99,9 @@ class GAN3D(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"])
+        self.save_hyperparameters(
+            ignore=["generator", "discriminator", "encoder", "optimizer_g", "optimizer_d", "optimizer_e"]
+        )
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -164,73 +166,80 @@ class GAN3D(L.LightningModule):
     # -- training --------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        h = self.hparams
-        opt_g, opt_d = self.optimizers()
-        real, c = batch["image"], batch["camera"]
-        step = int(self.step_count)
+        optimizers = self.optimizers()
+        losses = {"train/loss_g": self.generator_step(batch, optimizers[0])}
+        losses.update(self.discriminator_step(batch, optimizers[1]))
+        self.finish_step(batch["camera"].shape[0], losses)
 
-        # Generator: fool D, plus the lazy density regulariser.
+    def generator_step(self, batch: dict[str, Tensor], optimizer) -> Tensor:
+        """One G update: fool D on fakes rendered at the batch's cameras, plus the lazy density regulariser."""
+        h = self.hparams
+        c = batch["camera"]
         self.discriminator.requires_grad_(False)
         fake = self.generate(c)
-        loss_g = generator_loss(self.discriminate(fake.image, fake.image_raw, c).logits)
-        if h.density_reg > 0 and h.density_reg_interval > 0 and step % h.density_reg_interval == 0:
+        loss = generator_loss(self.discriminate(fake.image, fake.image_raw, c).logits)
+        if h.density_reg > 0 and h.density_reg_interval > 0 and int(self.step_count) % h.density_reg_interval == 0:
             ws = self.generator.mapping(torch.randn(c.shape[0], self.generator.z_dim, device=c.device), c)
             params = self.generator.field_params(ws)
             reg = density_regularization(
                 lambda p: self.generator.query(p, params).sigma, c.shape[0], c.device, h.density_reg_p_dist
             )
             self.log("train/density_reg", reg)
-            loss_g = loss_g + reg * h.density_reg * h.density_reg_interval
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        if h.grad_clip:
-            self.clip_gradients(opt_g, gradient_clip_val=h.grad_clip, gradient_clip_algorithm="norm")
-        opt_g.step()
+            loss = loss + reg * h.density_reg * h.density_reg_interval
+        self.optimize(optimizer, loss)
         self.discriminator.requires_grad_(True)
+        return loss.detach()
 
-        # Discriminator: real vs (detached) fake, plus pose regression and lazy R1.
+    def discriminator_step(self, batch: dict[str, Tensor], optimizer) -> dict[str, Tensor]:
+        """One D update: real vs detached fakes, plus pose regression on reals and the lazy R1 penalty."""
+        h = self.hparams
+        real, c = batch["image"], batch["camera"]
         with torch.no_grad():
             fake = self.generate(c)
         fake_out = self.discriminate(fake.image, fake.image_raw, c)
-        run_r1 = h.r1_gamma > 0 and h.r1_interval > 0 and step % h.r1_interval == 0
+        run_r1 = h.r1_gamma > 0 and h.r1_interval > 0 and int(self.step_count) % h.r1_interval == 0
         real_image = real.detach().requires_grad_(run_r1)
         real_raw = self.real_raw(real).detach().requires_grad_(run_r1)
         real_out = self.discriminate(real_image, real_raw, c)
-        loss_d = discriminator_loss(real_out.logits, fake_out.logits)
+        loss = discriminator_loss(real_out.logits, fake_out.logits)
         if real_out.pose is not None and h.pose_loss_weight > 0:
             target = batch["yaw_pitch"] if "yaw_pitch" in batch else yaw_pitch(Cameras.from_label(c))
             pose = pose_loss(real_out.pose, target)
             self.log("train/pose_loss", pose)
-            loss_d = loss_d + h.pose_loss_weight * pose
+            loss = loss + h.pose_loss_weight * pose
         if run_r1:
             inputs = [real_image, real_raw] if self.discriminator.dual else [real_image]
             penalty = r1_penalty(real_out.logits, inputs).mean()
             self.log("train/r1", penalty)
-            loss_d = loss_d + penalty * (h.r1_gamma / 2) * h.r1_interval
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        if h.grad_clip:
-            self.clip_gradients(opt_d, gradient_clip_val=h.grad_clip, gradient_clip_algorithm="norm")
-        opt_d.step()
+            loss = loss + penalty * (h.r1_gamma / 2) * h.r1_interval
+        self.optimize(optimizer, loss)
+        return {
+            "train/loss_d": loss.detach(),
+            "train/d_real": real_out.logits.detach().mean(),
+            "train/d_fake": fake_out.logits.detach().mean(),
+        }
 
-        self.update_ema(c.shape[0])
+    def optimize(self, optimizer, loss: Tensor) -> None:
+        """Backward, optional gradient clipping, step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def finish_step(self, batch_size: int, losses: dict[str, Tensor]) -> None:
+        """EMA update, counters, throughput and loss logging at the end of a training step."""
+        self.update_ema(batch_size)
         self.step_count += 1
-        self.images_seen += c.shape[0]
+        self.images_seen += batch_size
         now = time.perf_counter()
         if self._last_step_time is not None:
-            self.log("train/images_per_second", c.shape[0] / (now - self._last_step_time), prog_bar=True)
+            self.log("train/images_per_second", batch_size / (now - self._last_step_time), prog_bar=True)
         self._last_step_time = now
-        self.log_dict(
-            {
-                "train/loss_g": loss_g.detach(),
-                "train/loss_d": loss_d.detach(),
-                "train/d_real": real_out.logits.detach().mean(),
-                "train/d_fake": fake_out.logits.detach().mean(),
-                "train/neural_resolution": float(self.neural_resolution()),
-                "train/blur_sigma": self.blur_sigma(),
-            },
-            prog_bar=False,
+        losses.update(
+            {"train/neural_resolution": float(self.neural_resolution()), "train/blur_sigma": self.blur_sigma()}
         )
+        self.log_dict(losses)
 
     @torch.no_grad()
     def update_ema(self, batch_size: int) -> None:

@@ -1,0 +1,259 @@
+"""Pix2NeRF: the GAN system plus an encoder that inverts images into the generator, trained jointly."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import kornia
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, sample_yaw_pitch, yaw_pitch
+from pix2nerf.data.heads import render_heads, sample_heads
+from pix2nerf.losses import generator_loss
+from pix2nerf.losses.perceptual import LPIPS
+from pix2nerf.metrics import pose_error_degrees, psnr, ssim
+from pix2nerf.networks.discriminator import Discriminator
+from pix2nerf.networks.encoder import Encoder, EncoderOutput
+from pix2nerf.networks.generator import Generator, GeneratorOutput
+from pix2nerf.systems.gan import GAN3D
+
+NOVEL_VIEW_YAWS = (-0.5236, 0.5236)
+"""Validation novel views: +-30 degrees of yaw around the input's camera."""
+
+
+def encoder_augmentation(probability: float) -> kornia.augmentation.AugmentationSequential | None:
+    """Small shifts, scale, in-plane roll and colour jitter of encoder inputs, so imperfect crops invert."""
+    if probability <= 0:
+        return None
+    augment = kornia.augmentation
+    return augment.AugmentationSequential(
+        augment.RandomAffine(
+            degrees=5.0, translate=(0.05, 0.05), scale=(0.95, 1.05), padding_mode="border", p=probability
+        ),
+        augment.ColorJiggle(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.02, p=probability),
+    )
+
+
+class Pix2NeRF(GAN3D):
+    """Pix2NeRF objective on top of :class:`GAN3D` (whose G and D steps it reuses unchanged).
+
+    Each training step runs the GAN steps, then an encoder step with
+    (2) inversion of generated images (latent and pose regression),
+    (3) reconstruction of real images at the predicted pose (MSE + (1 - SSIM) + LPIPS),
+    (4) a conditional adversarial loss on novel views of the inverted latents.
+    During ``warmup_steps`` the encoder's outputs are detached in (3) and (4), so only (2) trains it.
+
+    Args:
+        encoder: the image encoder.
+        optimizer_e: optimizer factory for the encoder.
+        latent_weight, pose_weight: weights of (2).
+        mse_weight, ssim_weight, lpips_weight: weights of (3).
+        adversarial_weight: weight of (4).
+        warmup_steps: training steps before (3) and (4) reach the encoder.
+        generator_mode: ``"train"`` (G keeps its GAN training and also learns from (3) and (4)) or
+            ``"freeze"`` (a pretrained G stays fixed; only D and the encoder train).
+        gan_checkpoint: a GAN3D Lightning checkpoint to start G, its EMA and D from.
+        lpips_net, lpips_offline_random: LPIPS backbone; the offline random backbone is for tests only.
+        encoder_augment_p: probability of each encoder-input augmentation.
+        novel_prior: camera prior of the novel views in (4) and of the generated images in (2).
+        inversion_truncation_psi: truncation of the generated images the encoder learns to invert in (2).
+        **gan_kwargs: :class:`GAN3D` arguments.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        discriminator: Discriminator,
+        encoder: Encoder,
+        optimizer_g: OptimizerCallable,
+        optimizer_d: OptimizerCallable,
+        optimizer_e: OptimizerCallable,
+        latent_weight: float = 1.0,
+        pose_weight: float = 1.0,
+        mse_weight: float = 1.0,
+        ssim_weight: float = 1.0,
+        lpips_weight: float = 1.0,
+        adversarial_weight: float = 0.1,
+        warmup_steps: int = 1000,
+        generator_mode: Literal["train", "freeze"] = "train",
+        gan_checkpoint: str | None = None,
+        lpips_net: Literal["alex", "vgg", "squeeze"] = "alex",
+        lpips_offline_random: bool = False,
+        encoder_augment_p: float = 0.5,
+        novel_prior: PosePrior = FACE_PRIOR,
+        inversion_truncation_psi: float = 1.0,
+        **gan_kwargs: Any,
+    ) -> None:
+        super().__init__(generator, discriminator, optimizer_g, optimizer_d, **gan_kwargs)
+        if generator_mode not in ("train", "freeze"):
+            raise ValueError(f"generator_mode must be 'train' or 'freeze', got {generator_mode!r}")
+        self.save_hyperparameters(
+            ignore=["generator", "discriminator", "encoder", "optimizer_g", "optimizer_d", "optimizer_e"]
+        )
+        self.encoder = encoder
+        self.optimizer_e = optimizer_e
+        self.novel_prior = PosePrior(**novel_prior) if isinstance(novel_prior, dict) else novel_prior
+        self.lpips = LPIPS(lpips_net, offline_random_backbone=lpips_offline_random) if lpips_weight > 0 else None
+        self.encoder_augmentation = encoder_augmentation(encoder_augment_p)
+        if gan_checkpoint:
+            self.load_gan(gan_checkpoint)
+        if generator_mode == "freeze":
+            self.generator.requires_grad_(False)
+
+    def load_gan(self, path: str) -> None:
+        """Start G, its EMA and D from a GAN3D checkpoint (weights only; safe loading)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        prefixes = ("generator.", "generator_ema.", "discriminator.")
+        missing, unexpected = self.load_state_dict(
+            {k: v for k, v in state.items() if k.startswith(prefixes)}, strict=False
+        )
+        wrong = [k for k in missing if k.startswith(prefixes)]
+        if wrong or unexpected:
+            raise ValueError(
+                f"{path} does not match this model's generator/discriminator (missing {wrong[:5]}, unexpected "
+                f"{unexpected[:5]}); use the checkpoint of a GAN3D run with the same network configuration"
+            )
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [*super().configure_optimizers(), self.optimizer_e(self.encoder.parameters())]
+
+    @property
+    def warming_up(self) -> bool:
+        return int(self.step_count) < self.hparams.warmup_steps
+
+    def encode(self, image: Tensor, augment: bool = False) -> EncoderOutput:
+        if augment and self.encoder_augmentation is not None:
+            image = (self.encoder_augmentation(image * 0.5 + 0.5) * 2 - 1).clamp(-1, 1)
+        return self.encoder(image, self.generator.backbone.mapping.w_avg)
+
+    def render(self, w: Tensor, angles: Tensor, generator: Generator | None = None) -> GeneratorOutput:
+        """Render latents (B, num_ws, w_dim) from cameras at (yaw, pitch) (B, 2) on the prior's sphere."""
+        prior = self.novel_prior
+        cameras = look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal, device=w.device)
+        return (generator or self.generator).synthesis(w, cameras, neural_resolution=self.neural_resolution())
+
+    # -- losses ------------------------------------------------------------------------------------------------
+
+    def inversion_loss(self, batch_size: int, device: torch.device) -> dict[str, Tensor]:
+        """(2): regress the latent and pose of generated images (G is not updated by it)."""
+        angles = sample_yaw_pitch(batch_size, self.novel_prior, device=device)
+        with torch.no_grad():
+            z = torch.randn(batch_size, self.generator.z_dim, device=device)
+            frontal = look_at(torch.zeros(batch_size), torch.zeros(batch_size), device=device).label()
+            ws = self.generator.mapping(z, frontal, truncation_psi=self.hparams.inversion_truncation_psi)
+            fake = self.render(ws, angles)
+        prediction = self.encode(fake.image, augment=True)
+        return {
+            "latent": F.mse_loss(prediction.w, ws),
+            "pose": F.mse_loss(prediction.yaw_pitch, angles),
+        }
+
+    def reconstruction_loss(self, real: Tensor, recon: Tensor) -> dict[str, Tensor]:
+        """(3): MSE + (1 - SSIM) + LPIPS between reconstructions and real images, both (B, 3, H, W)."""
+        losses = {"mse": F.mse_loss(recon, real), "ssim": 1.0 - ssim(recon, real).mean()}
+        if self.lpips is not None:
+            losses["lpips"] = self.lpips(recon, real).mean()
+        return losses
+
+    def conditional_adversarial_loss(self, w: Tensor) -> Tensor:
+        """(4): novel views of inverted latents, at cameras from the prior, must fool D."""
+        angles = sample_yaw_pitch(w.shape[0], self.novel_prior, device=w.device)
+        novel = self.render(w, angles)
+        prior = self.novel_prior
+        c = look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal, device=w.device).label()
+        return generator_loss(self.discriminate(novel.image, novel.image_raw, c).logits)
+
+    # -- training ---------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        opt_g, opt_d, opt_e = self.optimizers()
+        h = self.hparams
+        losses: dict[str, Tensor] = {}
+        if h.generator_mode == "train":
+            losses["train/loss_g"] = self.generator_step(batch, opt_g)
+        losses.update(self.discriminator_step(batch, opt_d))
+
+        real = batch["image"]
+        inversion = self.inversion_loss(real.shape[0], real.device)
+        encoded = self.encode(real)
+        w, angles = encoded.w, encoded.yaw_pitch
+        if self.warming_up:
+            w, angles = w.detach(), angles.detach()
+        recon = self.render(w, angles)
+        reconstruction = self.reconstruction_loss(real, recon.image)
+        self.discriminator.requires_grad_(False)
+        adversarial = self.conditional_adversarial_loss(w)
+        self.discriminator.requires_grad_(True)
+        loss = (
+            h.latent_weight * inversion["latent"]
+            + h.pose_weight * inversion["pose"]
+            + h.mse_weight * reconstruction["mse"]
+            + h.ssim_weight * reconstruction["ssim"]
+            + h.lpips_weight * reconstruction.get("lpips", torch.zeros((), device=real.device))
+            + h.adversarial_weight * adversarial
+        )
+        opt_e.zero_grad(set_to_none=True)
+        if h.generator_mode == "train":
+            opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if h.grad_clip:
+            self.clip_gradients(opt_e, gradient_clip_val=h.grad_clip, gradient_clip_algorithm="norm")
+        opt_e.step()
+        if h.generator_mode == "train":
+            opt_g.step()
+
+        losses.update({f"train/{name}": value.detach() for name, value in {**inversion, **reconstruction}.items()})
+        losses["train/conditional_adversarial"] = adversarial.detach()
+        losses["train/loss_e"] = loss.detach()
+        self.finish_step(real.shape[0], losses)
+
+    # -- validation ---------------------------------------------------------------------------------------------
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Reconstruction and novel-view quality, pose and depth error of the inverted validation images."""
+        real, c = batch["image"], batch["camera"]
+        generator = self.generator_ema
+        encoded = self.encoder(real, generator.backbone.mapping.w_avg)
+        recon = self.render(encoded.w, encoded.yaw_pitch, generator)
+        true_angles = batch["yaw_pitch"] if "yaw_pitch" in batch else yaw_pitch(Cameras.from_label(c))
+        metrics = {
+            "val/recon_psnr": psnr(recon.image, real).mean(),
+            "val/recon_ssim": ssim(recon.image, real).mean(),
+            "val/pose_error_deg": pose_error_degrees(encoded.yaw_pitch, true_angles).mean(),
+        }
+        if "identity" in batch:  # synthetic heads: exact novel views and depth to compare with
+            metrics.update(self.synthetic_ground_truth_metrics(batch, encoded, recon))
+        self.log_dict(metrics, batch_size=real.shape[0], sync_dist=True)
+
+    @torch.no_grad()
+    def synthetic_ground_truth_metrics(
+        self, batch: dict[str, Tensor], encoded: EncoderOutput, recon: GeneratorOutput
+    ) -> dict[str, Tensor]:
+        """Novel views at +-30 degrees of yaw and depth, against the procedural heads' exact renders."""
+        resolution = batch["image"].shape[-1]
+        heads = sample_heads(batch["identity"].tolist())
+        true_angles = batch["yaw_pitch"]
+        scores_psnr, scores_ssim = [], []
+        for offset in NOVEL_VIEW_YAWS:
+            angles = true_angles + torch.tensor([offset, 0.0], device=true_angles.device)
+            prior = self.novel_prior
+            cameras = look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal)
+            truth = render_heads(heads, cameras, resolution).image.to(encoded.w.device)
+            # The novel view is relative to the estimated pose, as a user would ask for it.
+            estimate = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=encoded.w.device)
+            image = self.render(encoded.w, estimate, self.generator_ema).image
+            scores_psnr.append(psnr(image, truth))
+            scores_ssim.append(ssim(image, truth))
+        metrics = {
+            "val/novel_psnr": torch.cat(scores_psnr).mean(),
+            "val/novel_ssim": torch.cat(scores_ssim).mean(),
+        }
+        if "depth" in batch:
+            true_depth = batch["depth"]
+            depth = F.interpolate(recon.depth, size=true_depth.shape[-2:], mode="nearest")
+            mask = torch.isfinite(true_depth)
+            metrics["val/depth_error"] = (depth[mask] - true_depth[mask]).abs().mean()
+        return metrics

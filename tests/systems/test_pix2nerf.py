@@ -1,0 +1,145 @@
+"""Pix2NeRF: each loss term, the warm-up gating, a tiny learning check and the CLI."""
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from pix2nerf.cameras import FACE_PRIOR
+from pix2nerf.data import FaceDataModule
+from pix2nerf.metrics import pose_error_degrees
+from pix2nerf.networks import Discriminator, Encoder, Generator
+from pix2nerf.systems import Pix2NeRF
+
+from .test_gan import ROOT, TINY, run_cli
+
+PIX2NERF = ROOT / "configs" / "train" / "pix2nerf_synthetic_heads_64.yaml"
+PIX2NERF_TINY = ROOT / "configs" / "train" / "pix2nerf_tiny.yaml"
+
+
+def tiny_pix2nerf(**overrides) -> Pix2NeRF:
+    torch.manual_seed(0)
+    generator = Generator(
+        z_dim=8,
+        w_dim=8,
+        plane_resolution=8,
+        plane_channels=4,
+        channel_base=64,
+        channel_max=8,
+        feature_dim=4,
+        decoder_hidden=8,
+        neural_resolution=16,
+        image_resolution=None,
+        num_coarse=6,
+        num_importance=6,
+    )
+    discriminator = Discriminator(img_resolution=16, channel_base=64, channel_max=8, mapping_layers=1)
+    encoder = Encoder(img_resolution=16, num_ws=generator.num_ws, w_dim=8, channel_base=128, channel_max=16)
+    adam = lambda params: torch.optim.Adam(params, lr=0.003)  # noqa: E731
+    settings = dict(lpips_offline_random=True, num_val_latents=1, warmup_steps=1, encoder_augment_p=0.0)
+    return Pix2NeRF(generator, discriminator, encoder, adam, adam, adam, **{**settings, **overrides})
+
+
+def test_reconstruction_loss_vanishes_for_identical_images_and_grows_with_error():
+    system = tiny_pix2nerf()
+    real = torch.rand(2, 3, 16, 16) * 2 - 1
+    same = system.reconstruction_loss(real, real)
+    assert same["mse"] == 0 and same["ssim"].abs() < 1e-4 and same["lpips"].abs() < 1e-5
+    other = system.reconstruction_loss(real, -real)
+    assert other["mse"] > 1 and other["ssim"] > 0.5 and other["lpips"] > 0
+
+
+def test_inversion_loss_trains_the_encoder_only():
+    system = tiny_pix2nerf()
+    losses = system.inversion_loss(4, torch.device("cpu"))
+    (losses["latent"] + losses["pose"]).backward()
+    assert all(p.grad is not None for p in system.encoder.parameters())
+    assert all(p.grad is None for p in system.generator.parameters())
+
+
+def test_conditional_adversarial_loss_reaches_the_latent():
+    system = tiny_pix2nerf()
+    w = system.generator.mapping(torch.randn(2, 8), torch.zeros(2, 25)).detach().requires_grad_()
+    loss = system.conditional_adversarial_loss(w)
+    loss.backward()
+    assert torch.isfinite(loss) and w.grad.abs().sum() > 0
+
+
+def fit(system: Pix2NeRF, tmp_path: Path, steps: int) -> None:
+    data = FaceDataModule(resolution=16, batch_size=4, num_identities=4, epoch_length=8, val_size=2)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        max_steps=3 * steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(system, data)
+
+
+@pytest.mark.parametrize("warmup_steps, encoder_changes", [(100, False), (0, True)])
+def test_warmup_keeps_reconstruction_and_adversarial_terms_off_the_encoder(tmp_path, warmup_steps, encoder_changes):
+    system = tiny_pix2nerf(warmup_steps=warmup_steps, latent_weight=0.0, pose_weight=0.0)
+    before = {k: v.clone() for k, v in system.encoder.state_dict().items()}
+    fit(system, tmp_path, steps=1)
+    changed = any(not torch.equal(before[k], v) for k, v in system.encoder.state_dict().items())
+    assert changed == encoder_changes
+
+
+def test_encoder_learns_poses_of_generated_images():
+    """A short CPU run: pose error on fresh generated images drops well below the prior's spread.
+
+    The untrained generator renders its average latent (truncation 0), made strong and dense, so the
+    images are views of one fixed, visible, textured 3D object and pose is what distinguishes them.
+    """
+    system = tiny_pix2nerf(inversion_truncation_psi=0.0)
+    with torch.no_grad():
+        system.generator.head.decoder.net[2].bias[0] += 3.0
+        system.generator.backbone.mapping.w_avg.normal_().mul_(10.0)
+    torch.manual_seed(1)
+    optimizer = torch.optim.Adam(system.encoder.parameters(), lr=0.003)
+
+    def pose_error() -> float:
+        with torch.no_grad():
+            angles = torch.stack(
+                [torch.randn(64) * FACE_PRIOR.yaw_spread, torch.randn(64) * FACE_PRIOR.pitch_spread], 1
+            )
+            ws = system.generator.mapping(torch.randn(64, 8), torch.zeros(64, 25), truncation_psi=0.0)
+            images = system.render(ws, angles).image
+            return pose_error_degrees(system.encode(images).yaw_pitch, angles).mean().item()
+
+    frontal_guess = math.degrees(math.hypot(FACE_PRIOR.yaw_spread, FACE_PRIOR.pitch_spread)) * math.sqrt(math.pi) / 2
+    before = pose_error()
+    for _ in range(150):
+        loss = system.inversion_loss(16, torch.device("cpu"))["pose"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = pose_error()
+    assert after < 0.5 * frontal_guess, (before, after, frontal_guess)
+
+
+def test_gan_checkpoint_loads_and_mismatch_is_clear(tmp_path):
+    source = tiny_pix2nerf()
+    path = tmp_path / "gan.ckpt"
+    torch.save({"state_dict": source.state_dict()}, path)
+    loaded = tiny_pix2nerf(gan_checkpoint=str(path))
+    torch.testing.assert_close(loaded.generator.state_dict(), source.generator.state_dict())
+    torch.save({"state_dict": {"generator.head.decoder.net.0.weight": torch.zeros(3, 3)}}, path)
+    with pytest.raises((ValueError, RuntimeError), match="generator"):
+        tiny_pix2nerf(gan_checkpoint=str(path))
+
+
+def test_cli_trains_pix2nerf(tmp_path):
+    result = run_cli(
+        "fit", "-c", str(PIX2NERF), "-c", str(TINY), "-c", str(PIX2NERF_TINY), "--trainer.max_steps=6", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text()
+    for name in ("train/latent", "train/lpips", "val/novel_psnr", "val/pose_error_deg", "val/depth_error"):
+        assert name in metrics
