@@ -143,3 +143,27 @@ def test_cli_trains_pix2nerf(tmp_path):
     metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text()
     for name in ("train/latent", "train/lpips", "val/novel_psnr", "val/pose_error_deg", "val/depth_error"):
         assert name in metrics
+
+
+@pytest.mark.parametrize(
+    "overlays",
+    [
+        (),
+        ("tiny.yaml", "pix2nerf_tiny.yaml"),
+        ("cpu_32.yaml", "pix2nerf_cpu_32.yaml"),
+        ("ffhq_eg3d.yaml", "pix2nerf_ffhq.yaml"),
+    ],
+)
+def test_pix2nerf_configs_build_matching_networks(overlays, capsys):
+    """Every Pix2NeRF config parses, and its encoder's latent layout matches its generator's."""
+    import yaml
+
+    from pix2nerf.cli import main
+
+    files = [str(PIX2NERF)] + [str(ROOT / "configs" / "train" / name) for name in overlays]
+    with pytest.raises(SystemExit):
+        main(["fit", *[arg for f in files for arg in ("-c", f)], "--print_config"])
+    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    generator = Generator(**model["generator"]["init_args"])
+    encoder = model["encoder"]["init_args"]
+    assert (encoder["num_ws"], encoder["w_dim"]) == (generator.num_ws, generator.w_dim)
