@@ -89,9 +89,10 @@ class Pix2NeRF(GAN3D):
     ) -> None:
         super().__init__(generator, discriminator, optimizer_g, optimizer_d, **gan_kwargs)
         if (encoder.num_ws, encoder.w_dim) != (generator.num_ws, generator.w_dim):
+            layout = f"num_ws={generator.num_ws}, w_dim={generator.w_dim}"
             raise ValueError(
                 f"the encoder predicts {encoder.num_ws} x {encoder.w_dim} latents but the generator takes "
-                f"{generator.num_ws} x {generator.w_dim}; set encoder num_ws={generator.num_ws}, w_dim={generator.w_dim}"
+                f"{generator.num_ws} x {generator.w_dim}; set the encoder's {layout}"
             )
         if generator_mode not in ("train", "freeze"):
             raise ValueError(f"generator_mode must be 'train' or 'freeze', got {generator_mode!r}")
