@@ -100,6 +100,16 @@ class MinibatchStdLayer(nn.Module):
         return torch.cat([x, y.repeat(group, 1, h, w)], dim=1)
 
 
+def residual_layout(img_resolution: int, channel_base: int, channel_max: int) -> tuple[list[int], dict[int, int]]:
+    """Block resolutions (img_resolution down to 8) and widths ``min(channel_base // res, channel_max)``
+    of a residual trunk that ends at 4x4 (shared by the discriminator and the encoder)."""
+    log2 = int(math.log2(img_resolution))
+    if 2**log2 != img_resolution or img_resolution < 8:
+        raise ValueError(f"img_resolution must be a power of two >= 8, got {img_resolution}")
+    resolutions = [2**i for i in range(log2, 2, -1)]
+    return resolutions, {res: min(channel_base // res, channel_max) for res in [*resolutions, 4]}
+
+
 class Discriminator(nn.Module):
     """StyleGAN2 residual discriminator conditioned on the camera label by projection.
 
@@ -133,12 +143,8 @@ class Discriminator(nn.Module):
         pose_head: bool = False,
     ) -> None:
         super().__init__()
-        log2 = int(math.log2(img_resolution))
-        if 2**log2 != img_resolution or img_resolution < 8:
-            raise ValueError(f"img_resolution must be a power of two >= 8, got {img_resolution}")
         self.c_dim, self.img_resolution, self.dual = c_dim, img_resolution, dual
-        self.block_resolutions = [2**i for i in range(log2, 2, -1)]
-        channels = {res: min(channel_base // res, channel_max) for res in [*self.block_resolutions, 4]}
+        self.block_resolutions, channels = residual_layout(img_resolution, channel_base, channel_max)
         cmap_dim = channels[4] if cmap_dim is None else cmap_dim
         self.cmap_dim = cmap_dim if c_dim > 0 else 0
         in_img = img_channels * (2 if dual else 1)

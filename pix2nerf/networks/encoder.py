@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from pix2nerf.layers import FullyConnectedLayer
-from pix2nerf.networks.discriminator import DiscriminatorBlock
+from pix2nerf.networks.discriminator import DiscriminatorBlock, residual_layout
 
 
 @dataclass
@@ -44,13 +43,9 @@ class Encoder(nn.Module):
         channel_max: int = 256,
     ) -> None:
         super().__init__()
-        log2 = int(math.log2(img_resolution))
-        if 2**log2 != img_resolution or img_resolution < 8:
-            raise ValueError(f"img_resolution must be a power of two >= 8, got {img_resolution}")
         self.img_resolution, self.num_ws, self.w_dim, self.w_plus = img_resolution, num_ws, w_dim, w_plus
         self.register_buffer("pose_range", torch.tensor([yaw_range, pitch_range]))
-        self.block_resolutions = [2**i for i in range(log2, 2, -1)]
-        channels = {res: min(channel_base // res, channel_max) for res in [*self.block_resolutions, 4]}
+        self.block_resolutions, channels = residual_layout(img_resolution, channel_base, channel_max)
         for res in self.block_resolutions:
             in_channels = channels[res] if res < img_resolution else 0
             setattr(self, f"b{res}", DiscriminatorBlock(in_channels, channels[res], channels[res // 2], 3))

@@ -10,9 +10,11 @@ import torch
 import yaml
 
 from pix2nerf.data import FaceDataModule
-from pix2nerf.networks import Discriminator, Generator
+from pix2nerf.networks import Discriminator
 from pix2nerf.systems import GAN3D
 from pix2nerf.systems.gan import make_augmentation
+
+from ..factories import tiny_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "configs" / "train" / "synthetic_heads_64.yaml"
@@ -47,21 +49,7 @@ def test_fit_writes_checkpoint_and_config_then_validate_runs(tmp_path):
 
 
 def tiny_system(seed: int = 0) -> tuple[GAN3D, FaceDataModule]:
-    torch.manual_seed(seed)
-    generator = Generator(
-        z_dim=8,
-        w_dim=8,
-        plane_resolution=8,
-        plane_channels=4,
-        channel_base=64,
-        channel_max=8,
-        feature_dim=4,
-        decoder_hidden=8,
-        neural_resolution=8,
-        image_resolution=None,
-        num_coarse=4,
-        num_importance=4,
-    )
+    generator = tiny_generator(seed)
     discriminator = Discriminator(img_resolution=8, channel_base=64, channel_max=8, mapping_layers=1, pose_head=True)
     adam = lambda params: torch.optim.Adam(params, lr=0.01, betas=(0.0, 0.99))  # noqa: E731
     system = GAN3D(

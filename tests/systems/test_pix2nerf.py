@@ -13,6 +13,7 @@ from pix2nerf.metrics import pose_error_degrees
 from pix2nerf.networks import Discriminator, Encoder, Generator
 from pix2nerf.systems import Pix2NeRF
 
+from ..factories import tiny_generator
 from .test_gan import ROOT, TINY, run_cli
 
 PIX2NERF = ROOT / "configs" / "train" / "pix2nerf_synthetic_heads_64.yaml"
@@ -20,21 +21,7 @@ PIX2NERF_TINY = ROOT / "configs" / "train" / "pix2nerf_tiny.yaml"
 
 
 def tiny_pix2nerf(**overrides) -> Pix2NeRF:
-    torch.manual_seed(0)
-    generator = Generator(
-        z_dim=8,
-        w_dim=8,
-        plane_resolution=8,
-        plane_channels=4,
-        channel_base=64,
-        channel_max=8,
-        feature_dim=4,
-        decoder_hidden=8,
-        neural_resolution=16,
-        image_resolution=None,
-        num_coarse=6,
-        num_importance=6,
-    )
+    generator = tiny_generator(neural_resolution=16, num_coarse=6, num_importance=6)
     discriminator = Discriminator(img_resolution=16, channel_base=64, channel_max=8, mapping_layers=1)
     encoder = Encoder(img_resolution=16, num_ws=generator.num_ws, w_dim=8, channel_base=128, channel_max=16)
     adam = lambda params: torch.optim.Adam(params, lr=0.003)  # noqa: E731

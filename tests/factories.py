@@ -1,0 +1,25 @@
+"""Tiny networks shared by the tests (seconds on a CPU)."""
+
+import torch
+
+from pix2nerf.networks import Generator
+
+
+def tiny_generator(seed: int = 0, **overrides) -> Generator:
+    """A tri-plane generator with 8^2 planes, 8-d latents and a handful of samples per ray."""
+    torch.manual_seed(seed)
+    config = dict(
+        z_dim=8,
+        w_dim=8,
+        plane_resolution=8,
+        plane_channels=4,
+        channel_base=64,
+        channel_max=8,
+        feature_dim=4,
+        decoder_hidden=8,
+        neural_resolution=8,
+        image_resolution=None,
+        num_coarse=4,
+        num_importance=4,
+    )
+    return Generator(**{**config, **overrides})
