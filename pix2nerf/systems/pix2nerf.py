@@ -110,13 +110,14 @@ class Pix2NeRF(GAN3D):
             self.generator.requires_grad_(False)
 
     def load_gan(self, path: str) -> None:
-        """Start G, its EMA and D from a GAN3D checkpoint (weights only; safe loading)."""
+        """Start G, its EMA and D from a GAN3D checkpoint (weights only; safe loading).
+
+        A pose head that the GAN's discriminator did not have starts fresh; anything else must match.
+        """
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         prefixes = ("generator.", "generator_ema.", "discriminator.")
-        missing, unexpected = self.load_state_dict(
-            {k: v for k, v in state.items() if k.startswith(prefixes)}, strict=False
-        )
-        wrong = [k for k in missing if k.startswith(prefixes)]
+        missing, unexpected = self.load_state_dict({k: v for k, v in state.items() if k.startswith(prefixes)}, strict=False)
+        wrong = [k for k in missing if k.startswith(prefixes) and not k.startswith("discriminator.pose.")]
         if wrong or unexpected:
             raise ValueError(
                 f"{path} does not match this model's generator/discriminator (missing {wrong[:5]}, unexpected "
