@@ -116,7 +116,9 @@ class Pix2NeRF(GAN3D):
         """
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         prefixes = ("generator.", "generator_ema.", "discriminator.")
-        missing, unexpected = self.load_state_dict({k: v for k, v in state.items() if k.startswith(prefixes)}, strict=False)
+        missing, unexpected = self.load_state_dict(
+            {k: v for k, v in state.items() if k.startswith(prefixes)}, strict=False
+        )
         wrong = [k for k in missing if k.startswith(prefixes) and not k.startswith("discriminator.pose.")]
         if wrong or unexpected:
             raise ValueError(
