@@ -56,8 +56,8 @@ class FaceDataModule(L.LightningDataModule):
         xflip: add mirrored copies (EG3D format; poses mirrored with ``flip_yaw``).
         num_identities, epoch_length: synthetic heads: identities, and items per epoch.
         prior: camera prior of synthetic training views and of folder images.
-        val_size: validation items (synthetic: the frontal view of held-out test identities; otherwise the
-            first items).
+        val_size: validation items (synthetic: held-out test identities seen from yaw 0 or +-15 degrees;
+            otherwise the first items).
         with_semantics: also load semantic masks (synthetic heads always have them; EG3D needs ``masks/``).
         seed: shuffling and synthetic camera seed.
     """
@@ -96,8 +96,14 @@ class FaceDataModule(L.LightningDataModule):
             )
             test = SyntheticHeads("test", h.resolution, num_identities=max(1, h.val_size))
             views = len(test.eval_grid)
-            frontal = min(range(views), key=lambda v: abs(test.eval_grid[v][0]) + abs(test.eval_grid[v][1]))
-            self.val_set = Subset(test, [identity * views + frontal for identity in range(h.val_size)])
+            # Inputs at pitch 0 and the central yaws, cycled over identities, so pose error is measured off-frontal
+            # too while the +-30 degree novel views stay inside the prior.
+            level = min(abs(pitch) for _, pitch in test.eval_grid)
+            central = sorted(
+                (v for v, (yaw, pitch) in enumerate(test.eval_grid) if abs(pitch) == level),
+                key=lambda v: abs(test.eval_grid[v][0]),
+            )[:3]
+            self.val_set = Subset(test, [i * views + central[i % len(central)] for i in range(h.val_size)])
         else:
             if h.source == "eg3d":
                 data = EG3DDataset(h.path, h.resolution, h.xflip, load_masks=h.with_semantics)

@@ -319,7 +319,8 @@ class GAN3D(L.LightningModule):
         if self.trainer.log_dir is not None and self.trainer.is_global_zero:
             folder = Path(self.trainer.log_dir) / "samples"
             folder.mkdir(parents=True, exist_ok=True)
-            save_image(torch.cat([images, depths], dim=1), folder / f"step_{int(self.step_count):07d}.png")
+            save_image(images, folder / f"step_{int(self.step_count):07d}.png")
+            save_image(depths, folder / f"step_{int(self.step_count):07d}_depth.png")
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 

@@ -93,3 +93,16 @@ def test_tool_writes_an_eg3d_dataset_that_loads_back(tmp_path):
             assert (item["image"] - expected["image"]).abs().max() <= 1.0 / 255 + 1e-6  # 8-bit PNG rounding
             assert torch.equal(item["semantics"], expected["semantics"])
             assert torch.equal(item["depth"], expected["depth"])
+
+
+def test_datamodule_validation_views_are_held_out_and_not_all_frontal():
+    from pix2nerf.data import FaceDataModule
+
+    data = FaceDataModule(resolution=8, batch_size=2, num_identities=4, epoch_length=4, val_size=6)
+    data.setup("fit")
+    batch = next(iter(data.val_dataloader()))
+    assert batch["identity"].unique().numel() == 6 and (batch["identity"] >= TEST_SEED_OFFSET).all()
+    yaws = batch["yaw_pitch"][:, 0]
+    assert yaws.abs().max() > 0.2 and (yaws == 0).any() and (batch["yaw_pitch"][:, 1] == 0).all()
+    train = next(iter(data.train_dataloader()))
+    assert train["image"].shape == (2, 3, 8, 8) and (train["identity"] < TEST_SEED_OFFSET).all()
