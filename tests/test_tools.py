@@ -83,7 +83,14 @@ def test_benchmark_reports_every_stage(tmp_path):
 
 def test_fit_head_learns_held_out_views(tmp_path):
     output = tmp_path / "fit.json"
-    overrides = ["resolution=16", "steps=60", "rays_per_step=512", "num_coarse=12", "num_importance=12"]
+    overrides = [
+        "resolution=16",
+        "steps=200",
+        "rays_per_step=512",
+        "num_coarse=12",
+        "num_importance=12",
+        "lr_field=0.05",
+    ]
     run_tool("fit_head.py", *overrides, "plane_resolution=32", f"output_json={output}", cwd=tmp_path)
     result = json.loads(output.read_text())
     assert result["test_psnr"] > result["background_only_psnr"] + 3.0
