@@ -300,8 +300,12 @@ def sample_poses(
     device: torch.device | str | None = None,
 ) -> Cameras:
     """Sample a batch of cameras from ``prior`` (deterministic for a seeded ``generator``)."""
-    angles = sample_yaw_pitch(batch_size, prior, generator, device)
-    return look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal, device=device)
+    return prior_cameras(sample_yaw_pitch(batch_size, prior, generator, device), prior)
+
+
+def prior_cameras(angles: Tensor, prior: PosePrior = FACE_PRIOR) -> Cameras:
+    """Cameras at (yaw, pitch) angles (B, 2) with the prior's radius, target and focal length."""
+    return look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal, device=angles.device)
 
 
 def pixel_centers(

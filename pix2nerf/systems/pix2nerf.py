@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, sample_yaw_pitch, yaw_pitch
+from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, prior_cameras, sample_yaw_pitch, yaw_pitch
 from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.losses import generator_loss
 from pix2nerf.losses.perceptual import LPIPS
@@ -140,8 +140,7 @@ class Pix2NeRF(GAN3D):
 
     def render(self, w: Tensor, angles: Tensor, generator: Generator | None = None) -> GeneratorOutput:
         """Render latents (B, num_ws, w_dim) from cameras at (yaw, pitch) (B, 2) on the prior's sphere."""
-        prior = self.novel_prior
-        cameras = look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal, device=w.device)
+        cameras = prior_cameras(angles.to(w.device), self.novel_prior)
         return (generator or self.generator).synthesis(w, cameras, neural_resolution=self.neural_resolution())
 
     # -- losses ------------------------------------------------------------------------------------------------
@@ -171,8 +170,7 @@ class Pix2NeRF(GAN3D):
         """(4): novel views of inverted latents, at cameras from the prior, must fool D."""
         angles = sample_yaw_pitch(w.shape[0], self.novel_prior, device=w.device)
         novel = self.render(w, angles)
-        prior = self.novel_prior
-        c = look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal, device=w.device).label()
+        c = prior_cameras(angles, self.novel_prior).label()
         return generator_loss(self.discriminate(novel.image, novel.image_raw, c).logits)
 
     # -- training ---------------------------------------------------------------------------------------------
@@ -248,8 +246,7 @@ class Pix2NeRF(GAN3D):
         scores_psnr, scores_ssim = [], []
         for offset in NOVEL_VIEW_YAWS:
             angles = true_angles + torch.tensor([offset, 0.0], device=true_angles.device)
-            prior = self.novel_prior
-            cameras = look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal)
+            cameras = prior_cameras(angles.cpu(), self.novel_prior)
             truth = render_heads(heads, cameras, resolution).image.to(encoded.w.device)
             # The novel view is relative to the estimated pose, as a user would ask for it.
             estimate = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=encoded.w.device)
