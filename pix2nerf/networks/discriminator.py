@@ -18,6 +18,7 @@ from pix2nerf.layers import (
     setup_filter,
 )
 from pix2nerf.networks.mapping import MappingNetwork
+from pix2nerf.networks.specs import init_arguments
 
 RESIDUAL_GAIN = math.sqrt(0.5)
 """Residual and skip branches are scaled so their sum keeps unit variance."""
@@ -142,7 +143,9 @@ class Discriminator(nn.Module):
         mapping_layers: int = 8,
         pose_head: bool = False,
     ) -> None:
+        arguments = init_arguments(locals())
         super().__init__()
+        self.init_args = arguments
         self.c_dim, self.img_resolution, self.dual = c_dim, img_resolution, dual
         self.block_resolutions, channels = residual_layout(img_resolution, channel_base, channel_max)
         cmap_dim = channels[4] if cmap_dim is None else cmap_dim

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from pix2nerf.layers import FullyConnectedLayer
 from pix2nerf.networks.discriminator import DiscriminatorBlock, residual_layout
+from pix2nerf.networks.specs import init_arguments
 
 
 @dataclass
@@ -42,7 +43,9 @@ class Encoder(nn.Module):
         channel_base: int = 16384,
         channel_max: int = 256,
     ) -> None:
+        arguments = init_arguments(locals())
         super().__init__()
+        self.init_args = arguments
         self.img_resolution, self.num_ws, self.w_dim, self.w_plus = img_resolution, num_ws, w_dim, w_plus
         self.register_buffer("pose_range", torch.tensor([yaw_range, pitch_range]))
         self.block_resolutions, channels = residual_layout(img_resolution, channel_base, channel_max)

@@ -14,6 +14,7 @@ from pix2nerf.fields.base import FieldOutput, RadianceHead, density_activation
 from pix2nerf.fields.hashgrid import HashGridHead
 from pix2nerf.fields.triplane import PlaneOrder, TriPlaneHead
 from pix2nerf.networks.mapping import MappingNetwork
+from pix2nerf.networks.specs import init_arguments
 from pix2nerf.networks.superresolution import SuperResolution
 from pix2nerf.networks.synthesis import NoiseMode, SynthesisNetwork
 from pix2nerf.rendering import RayBundle, VolumeRenderer
@@ -114,7 +115,9 @@ class Generator(nn.Module):
         conditioning_scale: float = 1.0,
         eg3d_raw_image: bool = False,
     ) -> None:
+        arguments = init_arguments(locals())
         super().__init__()
+        self.init_args = arguments
         if field not in ("triplane", "hashgrid"):
             raise ValueError(f"field must be 'triplane' or 'hashgrid', got {field!r}")
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim

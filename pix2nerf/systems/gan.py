@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -14,11 +15,12 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from pix2nerf.cameras import Cameras, look_at, yaw_pitch
+from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, yaw_pitch
 from pix2nerf.losses import density_regularization, discriminator_loss, generator_loss, pose_loss, r1_penalty
 from pix2nerf.metrics import reprojection_error
 from pix2nerf.networks.discriminator import Discriminator, DiscriminatorOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
+from pix2nerf.networks.specs import network_spec
 
 VALIDATION_YAWS = (-0.4, -0.2, 0.0, 0.2, 0.4)
 """Yaw sweep (radians) of the validation sample grid."""
@@ -316,16 +318,30 @@ class GAN3D(L.LightningModule):
             elif hasattr(logger.experiment, "add_image"):
                 logger.experiment.add_image("samples", images, self.global_step)
                 logger.experiment.add_image("depth", depths, self.global_step)
-        if self.trainer.log_dir is not None and self.trainer.is_global_zero:
-            folder = Path(self.trainer.log_dir) / "samples"
+        # Rank zero only, and without ``trainer.log_dir``: that property is a collective call under DDP.
+        run_folder = self.logger.log_dir if self.logger is not None else self.trainer.default_root_dir
+        if self.trainer.is_global_zero and run_folder is not None:
+            folder = Path(run_folder) / "samples"
             folder.mkdir(parents=True, exist_ok=True)
             save_image(images, folder / f"step_{int(self.step_count):07d}.png")
             save_image(depths, folder / f"step_{int(self.step_count):07d}_depth.png")
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 
+    def network_specs(self) -> dict[str, dict[str, Any]]:
+        """Specs (class + constructor arguments) of the networks an inference model needs."""
+        return {"generator": network_spec(self.generator)}
+
+    @property
+    def camera_prior(self) -> PosePrior:
+        """The cameras the generator was trained for (GAN3D takes them from the data: the face prior)."""
+        return FACE_PRIOR
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the RNG state so a resumed run draws the same latents, swaps and noise."""
+        """Keep the RNG state so a resumed run draws the same latents, swaps and noise, and the network
+        specs so inference can rebuild the networks from the checkpoint alone."""
+        checkpoint["network_specs"] = self.network_specs()
+        checkpoint["camera_prior"] = dataclasses.asdict(self.camera_prior)
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()

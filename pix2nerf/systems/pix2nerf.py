@@ -18,6 +18,7 @@ from pix2nerf.metrics import pose_error_degrees, psnr, ssim
 from pix2nerf.networks.discriminator import Discriminator
 from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
+from pix2nerf.networks.specs import network_spec
 from pix2nerf.systems.gan import GAN3D
 
 NOVEL_VIEW_YAWS = (-0.5236, 0.5236)
@@ -128,6 +129,13 @@ class Pix2NeRF(GAN3D):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [*super().configure_optimizers(), self.optimizer_e(self.encoder.parameters())]
+
+    def network_specs(self) -> dict[str, dict[str, Any]]:
+        return {**super().network_specs(), "encoder": network_spec(self.encoder)}
+
+    @property
+    def camera_prior(self) -> PosePrior:
+        return self.novel_prior
 
     @property
     def warming_up(self) -> bool:

@@ -125,7 +125,6 @@ def test_training_changes_both_networks_and_ema_lags(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="hangs since the sample/PNG logging changes of this session; open item in the GAN issue")
 def test_ddp_on_cpu_with_two_processes(tmp_path):
     result = run_cli(
         "fit",
