@@ -268,6 +268,7 @@ class PosePrior:
             raise ValueError(f"unknown pose prior kind {self.kind!r}; use 'gaussian' or 'uniform'")
         if self.yaw_spread < 0 or self.pitch_spread < 0:
             raise ValueError("pose prior spreads must be non-negative")
+        object.__setattr__(self, "target", tuple(float(v) for v in self.target))  # lists from YAML/JSON
 
 
 FACE_PRIOR = PosePrior()

@@ -23,3 +23,13 @@ def tiny_generator(seed: int = 0, **overrides) -> Generator:
         num_importance=4,
     )
     return Generator(**{**config, **overrides})
+
+
+def tiny_face_model(seed: int = 0, image_resolution: int = 16):
+    """A FaceModel with a tiny generator (8^2 rendering, super-resolved to ``image_resolution``) and encoder."""
+    from pix2nerf.inference import FaceModel
+    from pix2nerf.networks import Encoder
+
+    generator = tiny_generator(seed, image_resolution=image_resolution, sr_channels=(8, 8))
+    encoder = Encoder(img_resolution=image_resolution, num_ws=generator.num_ws, w_dim=8, channel_base=64, channel_max=8)
+    return FaceModel(generator, encoder)
