@@ -15,11 +15,11 @@ class ImageReadError(ValueError):
     """An image file is missing, unreadable, or not an image the package can use."""
 
 
-def decode_image(data: bytes, name: str) -> Tensor:
+def decode_image(data: bytes, name: str, background: tuple[float, float, float] | None = None) -> Tensor:
     """Decode image bytes to (3, H, W) float RGB in [-1, 1].
 
-    Grayscale images are repeated to three channels; an alpha channel is dropped (composite RGBA
-    images onto a background first if their transparent pixels matter). ``name`` is used in errors.
+    Grayscale images are repeated to three channels. An alpha channel is dropped, or, when ``background``
+    (RGB in [0, 1]) is given, the image is composited onto it. ``name`` is used in errors.
     """
     try:
         array = iio.imread(io.BytesIO(data), index=None)
@@ -31,6 +31,7 @@ def decode_image(data: bytes, name: str) -> Tensor:
         raise ImageReadError(f"image {name} has shape {array.shape}; expected H x W with 1, 3 or 4 channels")
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
+    alpha = array[..., 3:] if array.shape[-1] == 4 else None
     array = array[..., :3]
     if array.dtype == np.uint16:
         scale = 65535.0
@@ -39,15 +40,18 @@ def decode_image(data: bytes, name: str) -> Tensor:
     else:
         raise ImageReadError(f"image {name} has unsupported pixel type {array.dtype}; use 8- or 16-bit images")
     image = torch.from_numpy(array.astype(np.float32) / scale).permute(2, 0, 1)
+    if alpha is not None and background is not None:
+        coverage = torch.from_numpy(alpha.astype(np.float32) / scale).permute(2, 0, 1)
+        image = image * coverage + torch.tensor(background).view(3, 1, 1) * (1.0 - coverage)
     return image * 2.0 - 1.0
 
 
-def read_image(path: str | Path) -> Tensor:
+def read_image(path: str | Path, background: tuple[float, float, float] | None = None) -> Tensor:
     """Read an image file as (3, H, W) float RGB in [-1, 1] (see :func:`decode_image`)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image file not found: {path}")
-    return decode_image(path.read_bytes(), str(path))
+    return decode_image(path.read_bytes(), str(path), background)
 
 
 def to_uint8(image: Tensor) -> np.ndarray:

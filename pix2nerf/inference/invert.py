@@ -1,0 +1,143 @@
+"""Inversion: an image -> the generator's latent and camera, by the encoder and optional per-image refinement."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from pix2nerf.inference.model import FaceModel
+from pix2nerf.losses.perceptual import LPIPS
+from pix2nerf.networks.generator import Generator
+
+
+@dataclass
+class Inversion:
+    """One image's inversion.
+
+    Attributes:
+        w: (1, num_ws, w_dim) latent.
+        yaw_pitch: (1, 2) estimated camera angles (radians) on the model's camera sphere.
+        generator: a per-image fine-tuned copy of the generator (PTI), or None to use the model's.
+        losses: reconstruction loss after each refinement step (empty for encoder-only inversion).
+    """
+
+    w: Tensor
+    yaw_pitch: Tensor
+    generator: Generator | None = None
+    losses: list[float] = field(default_factory=list)
+
+
+@dataclass
+class RefineOptions:
+    """Per-image refinement: optimise latent (and pose), then optionally fine-tune a generator copy (PTI).
+
+    Attributes:
+        steps: latent/pose optimisation steps (0 disables refinement).
+        learning_rate, pose_learning_rate: Adam step sizes for w and for yaw/pitch.
+        optimize_pose: refine the encoder's camera estimate too.
+        finetune_steps, finetune_learning_rate: PTI: steps tuning a copy of the generator on the image
+            with the refined latent fixed (0: off).
+        mse_weight, lpips_weight: reconstruction losses on the input view (LPIPS needs its pretrained
+            backbone unless ``lpips_offline_random``, which is for tests only).
+        symmetry_weight: SPI-style prior for the unseen side: the view at the mirrored pose must look like
+            the mirrored input (faces are roughly symmetric).
+        latent_weight: keeps w near the encoder's estimate (squared distance), against overfitting.
+        seed: makes refinement repeatable.
+    """
+
+    steps: int = 100
+    learning_rate: float = 0.01
+    pose_learning_rate: float = 0.003
+    optimize_pose: bool = True
+    finetune_steps: int = 0
+    finetune_learning_rate: float = 3e-4
+    mse_weight: float = 1.0
+    lpips_weight: float = 0.0
+    lpips_offline_random: bool = False
+    symmetry_weight: float = 0.1
+    latent_weight: float = 0.01
+    seed: int = 0
+
+
+@torch.no_grad()
+def encode(model: FaceModel, image: Tensor) -> Inversion:
+    """Encoder-only inversion of one image (3, H, W) or (1, 3, H, W) in [-1, 1]."""
+    image = image if image.ndim == 4 else image[None]
+    encoded = model.encode(image.to(model.w_avg.device))
+    return Inversion(w=encoded.w.clone(), yaw_pitch=encoded.yaw_pitch.clone())
+
+
+class ReconstructionLoss:
+    """Weighted MSE + LPIPS on the input view, plus the mirror-symmetry term."""
+
+    def __init__(self, model: FaceModel, target: Tensor, options: RefineOptions) -> None:
+        self.model, self.target, self.options = model, target, options
+        self.mirrored = target.flip(-1)
+        self.lpips = None
+        if options.lpips_weight > 0:
+            self.lpips = LPIPS(offline_random_backbone=options.lpips_offline_random).to(target.device)
+
+    def __call__(self, w: Tensor, yaw_pitch: Tensor, generator: Generator | None) -> Tensor:
+        """w (1, num_ws, w_dim), yaw_pitch (1, 2) -> scalar loss."""
+        options = self.options
+        angles = yaw_pitch
+        if options.symmetry_weight > 0:
+            angles = torch.cat([yaw_pitch, yaw_pitch * yaw_pitch.new_tensor([-1.0, 1.0])])
+        images = self.model.render(w.expand(angles.shape[0], -1, -1), angles, generator=generator).image
+        recon = images[:1]
+        loss = options.mse_weight * F.mse_loss(recon, self.target)
+        if self.lpips is not None:
+            loss = loss + options.lpips_weight * self.lpips(recon, self.target).mean()
+        if options.symmetry_weight > 0:
+            loss = loss + options.symmetry_weight * F.mse_loss(images[1:], self.mirrored)
+        return loss
+
+
+def refine(
+    model: FaceModel, image: Tensor, start: Inversion, options: RefineOptions, progress: bool = True
+) -> Inversion:
+    """Refine an inversion of ``image`` (3, H, W) in [-1, 1] at the model's resolution; returns a new one."""
+    target = (image if image.ndim == 4 else image[None]).to(start.w.device)
+    if target.shape[-1] != model.resolution:
+        raise ValueError(f"refinement compares at the model's {model.resolution}^2; got {tuple(target.shape)}")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(options.seed)
+    loss_fn = ReconstructionLoss(model, target, options)
+    w = start.w.detach().clone().requires_grad_(True)
+    yaw_pitch = start.yaw_pitch.detach().clone().requires_grad_(options.optimize_pose)
+    groups = [{"params": [w], "lr": options.learning_rate}]
+    if options.optimize_pose:
+        groups.append({"params": [yaw_pitch], "lr": options.pose_learning_rate})
+    optimizer = torch.optim.Adam(groups)
+    losses = []
+    bar = tqdm(total=options.steps + options.finetune_steps, desc="refining", disable=not progress, leave=False)
+    for _ in range(options.steps):
+        loss = loss_fn(w, yaw_pitch, None) + options.latent_weight * (w - start.w).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        bar.update()
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    w, yaw_pitch = w.detach(), yaw_pitch.detach()
+    tuned = None
+    if options.finetune_steps > 0:
+        tuned = copy.deepcopy(model.generator).requires_grad_(True)
+        tuner = torch.optim.Adam(tuned.parameters(), lr=options.finetune_learning_rate)
+        for _ in range(options.finetune_steps):
+            loss = loss_fn(w, yaw_pitch, tuned)
+            tuner.zero_grad(set_to_none=True)
+            loss.backward()
+            tuner.step()
+            losses.append(loss.item())
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        tuned.requires_grad_(False).eval()
+    bar.close()
+    torch.random.set_rng_state(generator_state)
+    return Inversion(w=w, yaw_pitch=yaw_pitch, generator=tuned, losses=losses)

@@ -1,0 +1,89 @@
+"""Meshes from radiance fields: marching cubes on a density grid, vertex colours from the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.measure import marching_cubes
+from torch import Tensor
+
+from pix2nerf.fields.base import density_activation
+from pix2nerf.networks.generator import Generator
+
+EG3D_DENSITY_LEVEL = 10.0
+"""EG3D extracts its shapes at density 10 (after the softplus activation)."""
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh in world coordinates: vertices (V, 3) float32, faces (F, 3) int64 (counter-clockwise
+    seen from outside), colours (V, 3) uint8 RGB."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+
+
+@torch.no_grad()
+def density_grid(generator: Generator, w: Tensor, resolution: int = 128, chunk: int = 2**18) -> tuple[Tensor, float]:
+    """Activated density on a resolution^3 grid covering the field's box: ((R, R, R) indexed [x, y, z], box side)."""
+    box = float(generator.head.box_warp)
+    params = generator.field_params(w, noise_mode="const")
+    axis = torch.linspace(-box / 2, box / 2, resolution, device=w.device)
+    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 3)
+    sigma = torch.cat([generator.query(part, params).sigma for part in points.split(chunk, dim=1)], dim=1)
+    return density_activation(sigma).reshape(resolution, resolution, resolution), box
+
+
+@torch.no_grad()
+def field_colors(generator: Generator, w: Tensor, points: Tensor, chunk: int = 2**18) -> Tensor:
+    """RGB in [0, 1] (N, 3) of the field's first three feature channels at points (N, 3)."""
+    params = generator.field_params(w, noise_mode="const")
+    parts = [generator.query(part[None], params).features[0, :, :3] for part in points.split(chunk)]
+    return torch.cat(parts).clamp(0.0, 1.0)
+
+
+def extract_mesh(generator: Generator, w: Tensor, resolution: int = 128, level: float = EG3D_DENSITY_LEVEL) -> Mesh:
+    """Marching cubes at density ``level`` on the field of latent w (1, num_ws, w_dim)."""
+    density, box = density_grid(generator, w, resolution)
+    grid = density.cpu().numpy()
+    if not grid.min() < level < grid.max():
+        raise ValueError(
+            f"the density field never crosses level {level} (it spans {grid.min():.3g}..{grid.max():.3g}); "
+            "choose a level inside that range"
+        )
+    spacing = box / (resolution - 1)
+    vertices, faces, _, _ = marching_cubes(grid, level=level, spacing=(spacing,) * 3, gradient_direction="ascent")
+    vertices = (vertices - box / 2).astype(np.float32)
+    colors = field_colors(generator, w, torch.from_numpy(vertices).to(w.device))
+    return Mesh(vertices, faces.astype(np.int64), (colors.cpu().numpy() * 255).round().astype(np.uint8))
+
+
+def write_ply(mesh: Mesh, path: str | Path) -> None:
+    """Binary little-endian PLY with per-vertex RGB colours."""
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(mesh.vertices)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+        f"element face {len(mesh.faces)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    vertex = np.empty(len(mesh.vertices), dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    vertex["xyz"], vertex["rgb"] = mesh.vertices, mesh.colors
+    face = np.empty(len(mesh.faces), dtype=[("count", "u1"), ("index", "<i4", 3)])
+    face["count"], face["index"] = 3, mesh.faces
+    with open(path, "wb") as file:
+        file.write(header.encode("ascii"))
+        file.write(vertex.tobytes())
+        file.write(face.tobytes())
+
+
+def write_obj(mesh: Mesh, path: str | Path) -> None:
+    """Wavefront OBJ with vertex colours as the common ``v x y z r g b`` extension (r, g, b in [0, 1])."""
+    rows = np.concatenate([mesh.vertices, mesh.colors / 255.0], axis=1)
+    with open(path, "w") as file:
+        np.savetxt(file, rows, fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
+        np.savetxt(file, mesh.faces + 1, fmt="f %d %d %d")

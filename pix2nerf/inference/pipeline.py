@@ -1,0 +1,249 @@
+"""Single-image novel-view synthesis end to end: photo -> inversion -> videos, grids, depth, semantics, mesh.
+
+:func:`novel_views` is what ``tools/novel_view.py`` runs for each input image; Python users call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from pix2nerf.inference import paths
+from pix2nerf.inference.inputs import load_face
+from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
+from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_obj, write_ply
+from pix2nerf.inference.model import FaceModel
+from pix2nerf.inference.render import Views, render_views
+from pix2nerf.metrics.image import psnr
+
+FOREGROUND_OPACITY = 0.5
+"""Pixels with at least this opacity count as the head when normalising depth maps for display."""
+
+
+@dataclass
+class NovelViewOptions:
+    """What to render and write. Angles are radians; resolution is the neural rendering size (None: the model's).
+
+    Attributes:
+        path, num_frames, yaw_amplitude, pitch_amplitude, yaws, pitches: the video's camera path
+            (:func:`pix2nerf.inference.paths.camera_path`), centred on the estimated pose when
+            ``follow_estimated_pose``, else on the frontal view.
+        fps: video frame rate. grid_yaws, grid_pitches, grid_yaw_amplitude, grid_pitch_amplitude: the grid PNG.
+        resolution, num_coarse, num_importance, max_samples: rendering quality and memory budget.
+        mesh_resolution, mesh_level: marching-cubes grid size and density level (0 resolution: no mesh).
+        refine: per-image refinement (``refine.steps = 0``: encoder only).
+        gif: also write GIFs of the videos.
+    """
+
+    path: paths.PathKind = "orbit"
+    num_frames: int = 48
+    yaw_amplitude: float = 0.5
+    pitch_amplitude: float = 0.15
+    yaws: tuple[float, ...] = ()
+    pitches: tuple[float, ...] = ()
+    follow_estimated_pose: bool = False
+    fps: int = 24
+    grid_yaws: int = 5
+    grid_pitches: int = 3
+    grid_yaw_amplitude: float = 0.5
+    grid_pitch_amplitude: float = 0.25
+    resolution: int | None = None
+    num_coarse: int | None = None
+    num_importance: int | None = None
+    max_samples: int = 2**22
+    mesh_resolution: int = 128
+    mesh_level: float = EG3D_DENSITY_LEVEL
+    refine: RefineOptions = field(default_factory=RefineOptions)
+    gif: bool = True
+
+
+def to_frames(images: Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def depth_frames(depth: Tensor, opacity: Tensor) -> Tensor:
+    """Depth (N, 1, h, w) as display images in [-1, 1] (near = bright), normalised over the head's pixels
+    of all frames together so brightness means the same depth in every frame; background is black."""
+    head = opacity > FOREGROUND_OPACITY
+    values = depth[head] if head.any() else depth.flatten()
+    near, far = values.min(), values.max()
+    shade = (1 - (depth - near) / (far - near + 1e-8)).clamp(0, 1) * head
+    return (shade * 2 - 1).expand(-1, 3, -1, -1)
+
+
+CELEBAMASK_COLORS = torch.tensor(
+    [
+        [0, 0, 0],
+        [204, 0, 0],
+        [76, 153, 0],
+        [204, 204, 0],
+        [51, 51, 255],
+        [204, 0, 204],
+        [0, 255, 255],
+        [255, 204, 204],
+        [102, 51, 0],
+        [255, 0, 0],
+        [102, 204, 0],
+        [255, 255, 0],
+        [0, 0, 153],
+        [0, 0, 204],
+        [255, 51, 153],
+        [0, 204, 204],
+        [0, 51, 0],
+        [255, 153, 51],
+        [0, 204, 0],
+    ],  # fmt: skip
+    dtype=torch.float32,
+)
+"""The colour palette CelebAMask-HQ's tools use for its 19 classes (index = class id)."""
+
+
+def semantic_frames(logits: Tensor) -> Tensor:
+    """Semantic logits (N, K, h, w) -> label colours (N, 3, h, w) in [-1, 1] (CelebAMask-HQ palette, cycled)."""
+    labels = logits.argmax(1)
+    colors = CELEBAMASK_COLORS.to(logits.device)[labels % len(CELEBAMASK_COLORS)]
+    return colors.permute(0, 3, 1, 2) / 127.5 - 1
+
+
+def write_video(path: Path, images: Tensor, fps: int, gif: bool) -> list[str]:
+    """MP4 (H.264 via imageio-ffmpeg) and optionally GIF of (N, 3, H, W) frames; returns the file names."""
+    frames = to_frames(images)
+    iio.imwrite(path.with_suffix(".mp4"), frames, fps=fps, macro_block_size=1)
+    written = [path.with_suffix(".mp4").name]
+    if gif:
+        iio.imwrite(path.with_suffix(".gif"), frames, duration=1000 / fps, loop=0)
+        written.append(path.with_suffix(".gif").name)
+    return written
+
+
+def write_grid(path: Path, images: Tensor, columns: int) -> None:
+    """A grid PNG of (N, 3, H, W) images in [-1, 1]."""
+    grid = make_grid(images.clamp(-1, 1) * 0.5 + 0.5, nrow=columns, padding=2, pad_value=1.0)
+    iio.imwrite(path, (grid.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy())
+
+
+def camera_record(model: FaceModel, inversion: Inversion) -> dict[str, Any]:
+    """The estimated camera as JSON: angles (radians and degrees) and the EG3D 25-d label."""
+    yaw, pitch = inversion.yaw_pitch[0].tolist()
+    return {
+        "yaw": yaw,
+        "pitch": pitch,
+        "yaw_degrees": math.degrees(yaw),
+        "pitch_degrees": math.degrees(pitch),
+        "label": model.cameras(inversion.yaw_pitch.cpu()).label()[0].tolist(),
+        "prior": asdict(model.prior),
+    }
+
+
+def novel_views(
+    model: FaceModel, image_path: str | Path, output_dir: str | Path, options: NovelViewOptions, progress: bool = True
+) -> dict[str, Any]:
+    """Invert one image and write every output into ``output_dir``; returns the report (also ``report.json``).
+
+    Outputs: ``input.png``, ``reconstruction.png``, ``orbit.mp4``/``.gif``, ``grid.png`` (yaw x pitch),
+    ``depth.mp4``/``.gif`` + ``depth/*.png`` + ``depth.npy`` (z-depth, world units), ``semantics.mp4`` and
+    ``semantics_grid.png`` for semantic models, ``mesh.ply``/``mesh.obj``, ``latent.pt`` (w, yaw_pitch),
+    ``camera.json`` and ``report.json`` (timings in seconds, reconstruction PSNR).
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = model.w_avg.device
+    timings: dict[str, float] = {}
+
+    def timed(name: str, start: float) -> None:
+        timings[name] = round(time.perf_counter() - start, 4)
+
+    start = time.perf_counter()
+    image = load_face(image_path, model.resolution).to(device)
+    iio.imwrite(out / "input.png", to_frames(image[None])[0])
+    timed("load", start)
+
+    start = time.perf_counter()
+    inversion = encode(model, image)
+    timed("encode", start)
+    report: dict[str, Any] = {"input": str(image_path), "resolution": model.resolution}
+    with torch.no_grad():
+        encoded_view = model.render(inversion.w, inversion.yaw_pitch).image
+    report["psnr_encoder"] = psnr(encoded_view, image[None]).item()
+    if options.refine.steps > 0 or options.refine.finetune_steps > 0:
+        start = time.perf_counter()
+        inversion = refine(model, image, inversion, options.refine, progress)
+        timed("refine", start)
+    generator = inversion.generator
+    with torch.no_grad():
+        reconstruction = model.render(inversion.w, inversion.yaw_pitch, generator=generator).image
+    report["psnr_reconstruction"] = psnr(reconstruction, image[None]).item()
+    iio.imwrite(out / "reconstruction.png", to_frames(reconstruction)[0])
+    torch.save({"w": inversion.w.cpu(), "yaw_pitch": inversion.yaw_pitch.cpu()}, out / "latent.pt")
+    (out / "camera.json").write_text(json.dumps(camera_record(model, inversion), indent=2))
+
+    def render(angles: Tensor) -> Views:
+        return render_views(
+            model,
+            inversion.w,
+            angles,
+            options.resolution,
+            options.num_coarse,
+            options.num_importance,
+            options.max_samples,
+            generator,
+        )
+
+    start = time.perf_counter()
+    path = paths.camera_path(
+        options.path, options.num_frames, options.yaw_amplitude, options.pitch_amplitude, options.yaws, options.pitches
+    )
+    if options.follow_estimated_pose:
+        path = paths.around(path, inversion.yaw_pitch.cpu())
+    video = render(path)
+    timed("render_video", start)
+    files = write_video(out / "orbit", video.images, options.fps, options.gif)
+    depth_images = depth_frames(video.depth, video.opacity)
+    files += write_video(out / "depth", depth_images, options.fps, options.gif)
+    (out / "depth").mkdir(exist_ok=True)
+    for index, frame in enumerate(to_frames(depth_images)):
+        iio.imwrite(out / "depth" / f"{index:04d}.png", frame)
+    np.save(out / "depth.npy", video.depth[:, 0].cpu().numpy().astype(np.float32))
+    if video.semantics is not None:
+        files += write_video(out / "semantics", semantic_frames(video.semantics), options.fps, options.gif)
+
+    start = time.perf_counter()
+    grid_angles = paths.grid(
+        options.grid_yaws, options.grid_pitches, options.grid_yaw_amplitude, options.grid_pitch_amplitude
+    )
+    grid = render(grid_angles)
+    timed("render_grid", start)
+    write_grid(out / "grid.png", grid.images, options.grid_yaws)
+    if grid.semantics is not None:
+        write_grid(out / "semantics_grid.png", semantic_frames(grid.semantics), options.grid_yaws)
+
+    if options.mesh_resolution > 0:
+        start = time.perf_counter()
+        mesh = extract_mesh(generator or model.generator, inversion.w, options.mesh_resolution, options.mesh_level)
+        write_ply(mesh, out / "mesh.ply")
+        write_obj(mesh, out / "mesh.obj")
+        timed("mesh", start)
+        report["mesh"] = {"vertices": len(mesh.vertices), "faces": len(mesh.faces)}
+
+    report.update(
+        {
+            "camera": camera_record(model, inversion),
+            "frames": len(path),
+            "refinement_losses": inversion.losses[:: max(1, len(inversion.losses) // 20)],
+            "timings_seconds": timings,
+            "files": files,
+        }
+    )
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,124 @@
+"""End to end: a checkpoint trained in the test -> export -> tools/novel_view.py on a synthetic head."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from pix2nerf.data import SyntheticHeads
+from pix2nerf.data.images import write_image
+from pix2nerf.inference import load_model
+from pix2nerf.inference.mesh import density_grid
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = ROOT / "configs" / "train"
+TOOL = ROOT / "tools" / "novel_view.py"
+NUM_FRAMES = 6
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {"WANDB_MODE": "disabled", "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """A tiny Pix2NeRF run (Lightning CLI), its exported bundle and a held-out synthetic head image."""
+    root = tmp_path_factory.mktemp("run")
+    configs = ["pix2nerf_synthetic_heads_64.yaml", "tiny.yaml", "pix2nerf_tiny.yaml"]
+    options = [item for name in configs for item in ("-c", str(TRAIN / name))]
+    fit = run("-m", "pix2nerf.cli", "fit", *options, "--trainer.max_steps=3", cwd=root)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoint = root / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    bundle = root / "model.safetensors"
+    export = run("-m", "pix2nerf.cli", "export", str(checkpoint), str(bundle), cwd=root)
+    assert export.returncode == 0, export.stderr[-3000:]
+    image = root / "head.png"
+    write_image(image, SyntheticHeads("test", resolution=48, num_identities=1)[0]["image"])
+    return {"root": root, "checkpoint": checkpoint, "bundle": bundle, "image": image}
+
+
+def mesh_level(bundle: Path) -> float:
+    """A density level the tiny model's field crosses (an untrained field has no EG3D-like surface)."""
+    model = load_model(bundle)
+    grid, _ = density_grid(model.generator, model.w_avg[None, None].expand(1, model.generator.num_ws, -1), 16)
+    return float(grid.min() + grid.max()) / 2
+
+
+def test_novel_view_tool_writes_every_output(trained, tmp_path):
+    out = tmp_path / "out"
+    args = [
+        str(TOOL),
+        f"input={trained['image']}",
+        f"checkpoint={trained['bundle']}",
+        f"output_dir={out}",
+        f"num_frames={NUM_FRAMES}",
+        "refine.steps=3",
+        "mesh_resolution=24",
+        f"mesh_level={mesh_level(trained['bundle'])}",
+        "progress=false",
+    ]
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "head"
+    assert iio.imread(folder / "orbit.mp4").shape[0] == NUM_FRAMES
+    assert iio.imread(folder / "orbit.gif").shape[0] == NUM_FRAMES
+    assert iio.imread(folder / "depth.mp4").shape[0] == NUM_FRAMES
+    assert len(list((folder / "depth").glob("*.png"))) == NUM_FRAMES
+    assert np.load(folder / "depth.npy").shape[0] == NUM_FRAMES
+    grid = iio.imread(folder / "grid.png")
+    assert grid.ndim == 3 and grid.shape[1] > grid.shape[0]  # 5 yaws wide, 3 pitches high
+    report = json.loads((folder / "report.json").read_text())
+    assert report["frames"] == NUM_FRAMES and np.isfinite(report["psnr_reconstruction"])
+    assert report["mesh"]["vertices"] > 0 and report["mesh"]["faces"] > 0
+    header = (folder / "mesh.ply").read_bytes()[:400].decode("ascii", errors="replace")
+    assert f"element vertex {report['mesh']['vertices']}" in header
+    obj = (folder / "mesh.obj").read_text().splitlines()
+    assert sum(line.startswith("f ") for line in obj) == report["mesh"]["faces"]
+    latent = torch.load(folder / "latent.pt", weights_only=True)
+    assert latent["w"].ndim == 3 and latent["yaw_pitch"].shape == (1, 2)
+    camera = json.loads((folder / "camera.json").read_text())
+    assert len(camera["label"]) == 25
+
+
+def test_lightning_checkpoint_works_directly(trained, tmp_path):
+    model_ckpt, model_bundle = load_model(trained["checkpoint"]), load_model(trained["bundle"])
+    image = torch.zeros(1, 3, model_ckpt.resolution, model_ckpt.resolution)
+    a, b = model_ckpt.encode(image), model_bundle.encode(image)
+    assert torch.allclose(a.w, b.w, atol=1e-2)  # the bundle holds fp16 weights
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing_image", "does not exist"),
+        ("corrupt_image", "cannot decode image"),
+        ("tiny_image", "at least 32x32"),
+        ("missing_checkpoint", "does not exist"),
+        ("foreign_checkpoint", "no generator_ema"),
+    ],
+)
+def test_bad_input_exits_with_a_clear_message(trained, tmp_path, case, message):
+    image, checkpoint = trained["image"], trained["bundle"]
+    if case == "missing_image":
+        image = tmp_path / "nope.png"
+    elif case == "corrupt_image":
+        image = tmp_path / "corrupt.png"
+        image.write_bytes(trained["image"].read_bytes()[:40])
+    elif case == "tiny_image":
+        image = tmp_path / "tiny.png"
+        iio.imwrite(image, np.zeros((20, 20, 3), np.uint8))
+    elif case == "missing_checkpoint":
+        checkpoint = tmp_path / "nope.ckpt"
+    elif case == "foreign_checkpoint":
+        checkpoint = tmp_path / "foreign.ckpt"
+        torch.save({"state_dict": {"layer.weight": torch.zeros(1)}}, checkpoint)
+    args = [str(TOOL), f"input={image}", f"checkpoint={checkpoint}", f"output_dir={tmp_path / 'out'}"]
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

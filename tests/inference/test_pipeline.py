@@ -1,0 +1,111 @@
+"""Inversion, refinement, camera paths, batched rendering and input handling on a tiny in-memory model."""
+
+import math
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from pix2nerf.inference import InputError, paths
+from pix2nerf.inference.inputs import collect_inputs, load_face
+from pix2nerf.inference.invert import RefineOptions, encode, refine
+from pix2nerf.inference.render import render_views
+from pix2nerf.metrics import psnr
+from tests.factories import tiny_face_model
+
+
+def test_refinement_lowers_reconstruction_error_versus_encoder_only():
+    model = tiny_face_model()
+    target_w = model.w_avg + 0.5 * torch.randn(1, model.generator.num_ws, model.generator.w_dim)
+    target_pose = torch.tensor([[0.2, -0.05]])
+    with torch.no_grad():
+        image = model.render(target_w, target_pose).image[0]
+    start = encode(model, image)
+    refined = refine(model, image, start, RefineOptions(steps=40, learning_rate=0.05, symmetry_weight=0.0), False)
+    with torch.no_grad():
+        before = psnr(model.render(start.w, start.yaw_pitch).image, image[None]).item()
+        after = psnr(model.render(refined.w, refined.yaw_pitch).image, image[None]).item()
+    assert after > before + 1.0, (before, after)
+    assert refined.losses[-1] < refined.losses[0]
+
+
+def test_pti_finetuning_improves_further_and_leaves_the_model_untouched():
+    model = tiny_face_model()
+    image = torch.rand(3, 16, 16) * 2 - 1
+    original = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    start = encode(model, image)
+    latent_only = refine(model, image, start, RefineOptions(steps=10, symmetry_weight=0.0), False)
+    tuned = refine(model, image, start, RefineOptions(steps=10, finetune_steps=15, symmetry_weight=0.0), False)
+    assert tuned.generator is not None
+    with torch.no_grad():
+        a = psnr(model.render(latent_only.w, latent_only.yaw_pitch).image, image[None]).item()
+        b = psnr(model.render(tuned.w, tuned.yaw_pitch, generator=tuned.generator).image, image[None]).item()
+    assert b > a
+    assert all(torch.equal(original[k], v) for k, v in model.generator.state_dict().items())
+
+
+def test_camera_paths():
+    orbit = paths.orbit(8, 0.5, 0.1)
+    assert orbit.shape == (8, 2) and orbit[:, 0].abs().max() == pytest.approx(0.5, abs=1e-6)
+    closing, opening = (orbit[-1] - orbit[0]).norm(), (orbit[1] - orbit[0]).norm()
+    assert closing == pytest.approx(opening.item(), rel=1e-5)  # a closed loop: the last frame leads back to the first
+    sweep = paths.sweep(5, 0.4)
+    assert torch.allclose(sweep[:, 0], torch.linspace(-0.4, 0.4, 5)) and (sweep[:, 1] == 0).all()
+    grid = paths.grid(3, 2, 0.5, 0.2)
+    assert grid[0].tolist() == pytest.approx([-0.5, 0.2]) and grid[-1].tolist() == pytest.approx([0.5, -0.2])
+    assert paths.spiral(10)[0].abs().max() == 0
+    assert torch.equal(paths.custom([0.1, 0.2], [0.0, -0.1]), torch.tensor([[0.1, 0.0], [0.2, -0.1]]))
+    assert torch.allclose(paths.around(sweep, torch.tensor([0.1, 0.05]))[2], torch.tensor([0.1, 0.05]))
+    with pytest.raises(ValueError, match="equally many"):
+        paths.custom([0.1], [])
+
+
+def test_batched_rendering_equals_one_batch():
+    model = tiny_face_model()
+    w = model.w_avg.expand(1, model.generator.num_ws, -1)
+    angles = paths.sweep(5, 0.5)
+    whole = render_views(model, w, angles, max_samples=10**9)
+    pieces = render_views(model, w, angles, max_samples=8 * 8 * 8 * 2)  # two views per batch
+    assert torch.allclose(whole.images, pieces.images, atol=1e-5)
+    assert torch.allclose(whole.depth, pieces.depth, atol=1e-5)
+    assert whole.images.shape == (5, 3, 16, 16)
+
+
+def test_views_turn_with_the_camera_path():
+    """A yaw sweep of an off-centre field shows it moving across the image in the expected direction."""
+    model = tiny_face_model()
+    w = model.w_avg.expand(1, model.generator.num_ws, -1)
+    views = render_views(model, w, paths.sweep(2, 0.6))
+    assert not torch.allclose(views.images[0], views.images[1], atol=1e-3)
+
+
+def test_input_conversions(tmp_path):
+    gray = (np.arange(64 * 48) % 256).astype(np.uint8).reshape(64, 48)
+    iio.imwrite(tmp_path / "gray.png", gray)
+    image = load_face(tmp_path / "gray.png", 16)
+    assert image.shape == (3, 16, 16) and torch.equal(image[0], image[1])
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:20, :, 3] = 255  # top half opaque red, bottom half transparent
+    iio.imwrite(tmp_path / "rgba.png", rgba)
+    image = load_face(tmp_path / "rgba.png", 40)
+    assert image[:, 5, 5].tolist() == pytest.approx([1.0, -1.0, -1.0])
+    assert image[:, 35, 5].tolist() == pytest.approx([1.0, 1.0, 1.0])  # composited onto white
+    wide = np.zeros((40, 80, 3), np.uint8)
+    wide[:, 20:60] = 255  # the centred square is white
+    iio.imwrite(tmp_path / "wide.png", wide)
+    assert load_face(tmp_path / "wide.png", 40).min() == 1.0
+    assert [p.name for p in collect_inputs(tmp_path)] == ["gray.png", "rgba.png", "wide.png"]
+    assert [p.name for p in collect_inputs(str(tmp_path / "w*.png"))] == ["wide.png"]
+    with pytest.raises(InputError, match="no images match"):
+        collect_inputs(str(tmp_path / "*.jpg"))
+
+
+def test_pose_estimate_of_encoder_free_model_is_frontal():
+    from pix2nerf.inference import FaceModel
+
+    model = FaceModel(tiny_face_model().generator)
+    inversion = encode(model, torch.zeros(3, 16, 16))
+    assert inversion.yaw_pitch.abs().max() == 0 and torch.allclose(inversion.w[0, 0], model.w_avg)
+    assert math.isfinite(inversion.w.sum().item())
