@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -15,6 +17,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MIN_INPUT_SIZE = 32
 """Images whose shorter side is below this hold too little of a face to invert."""
 WHITE = (1.0, 1.0, 1.0)
+FaceDetector = Literal["none", "haar"]
+
+# Framing of a detected face box in the model's crops, measured on synthetic heads rendered with the EG3D
+# camera (FFHQ framing): the crop is 1.55 box sides wide and centred 0.13 box sides below the box centre.
+CROP_PER_FACE_BOX = 1.55
+CROP_CENTER_BELOW_BOX = 0.13
+HAAR_MIN_FACE = 24
+"""Smallest face side (pixels) the Haar cascade looks for."""
 
 
 def collect_inputs(spec: str | Path) -> list[Path]:
@@ -35,12 +45,15 @@ def collect_inputs(spec: str | Path) -> list[Path]:
     raise InputError(f"input {spec} does not exist; pass an image file, a folder of images or a glob pattern")
 
 
-def load_face(path: str | Path, resolution: int, background: tuple[float, float, float] = WHITE) -> Tensor:
+def load_face(
+    path: str | Path, resolution: int, detector: FaceDetector = "none", background: tuple[float, float, float] = WHITE
+) -> Tensor:
     """An image file as the model's input: (3, resolution, resolution) RGB in [-1, 1].
 
     Conversions (documented, not errors): grayscale is repeated to RGB; RGBA is composited onto
-    ``background``; non-square images are centre-cropped to a square. The face must already be framed
-    like the training data (FFHQ/EG3D-style crops: the head centred, filling most of the frame).
+    ``background``. With ``detector="none"`` the face must already be framed like the training data
+    (FFHQ/EG3D-style crops) and non-square images are centre-cropped; ``"haar"`` finds the largest face
+    (OpenCV's Haar cascade, shipped inside ``opencv-python-headless``) and crops around it.
     """
     try:
         image = read_image(path, background)
@@ -52,7 +65,46 @@ def load_face(path: str | Path, resolution: int, background: tuple[float, float,
             f"image {path} is {width}x{height} pixels; at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} is needed "
             "(use a larger crop of the face)"
         )
+    if detector == "haar":
+        image = crop_to_face(image, detect_face(image, str(path)))
+    elif detector != "none":
+        raise InputError(f"unknown face detector {detector!r}; use 'none' (pre-aligned crops) or 'haar'")
     return fit_to_resolution(image, resolution)
+
+
+def detect_face(image: Tensor, name: str) -> tuple[int, int, int]:
+    """The largest frontal face in ``image`` (3, H, W) in [-1, 1]: (centre x, centre y, side) in pixels."""
+    try:
+        import cv2
+    except ImportError as error:
+        raise InputError(
+            "face detection needs OpenCV: pip install 'opencv-python-headless<5' (or pix2nerf[faces]); "
+            "or pass pre-aligned crops with detector=none"
+        ) from error
+    gray = ((image.mean(0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3, minSize=(HAAR_MIN_FACE, HAAR_MIN_FACE))
+    if len(faces) == 0:
+        raise InputError(
+            f"no face found in {name}; pass a photo with a clearly visible frontal face, or a pre-aligned "
+            "crop with detector=none"
+        )
+    x, y, width, height = max(faces.tolist(), key=lambda box: box[2] * box[3])
+    return x + width // 2, y + height // 2, max(width, height)
+
+
+def crop_to_face(image: Tensor, face: tuple[int, int, int]) -> Tensor:
+    """Crop (3, H, W) to the training framing around a face box (centre x, centre y, side); the crop is
+    padded with the image's edge pixels where it leaves the image."""
+    center_x, center_y, side = face
+    crop = round(side * CROP_PER_FACE_BOX)
+    left = center_x - crop // 2
+    top = round(center_y + side * CROP_CENTER_BELOW_BOX) - crop // 2
+    height, width = image.shape[-2:]
+    pad = (max(0, -left), max(0, left + crop - width), max(0, -top), max(0, top + crop - height))
+    padded = F.pad(image[None], pad, mode="replicate")[0]
+    top, left = top + pad[2], left + pad[0]
+    return padded[:, top : top + crop, left : left + crop]
 
 
 def fit_to_resolution(image: Tensor, resolution: int) -> Tensor:

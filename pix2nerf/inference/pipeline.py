@@ -19,7 +19,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from pix2nerf.inference import paths
-from pix2nerf.inference.inputs import load_face
+from pix2nerf.inference.inputs import FaceDetector, load_face
 from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
 from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_obj, write_ply
 from pix2nerf.inference.model import FaceModel
@@ -43,6 +43,7 @@ class NovelViewOptions:
         mesh_resolution, mesh_level: marching-cubes grid size and density level (0 resolution: no mesh).
         refine: per-image refinement (``refine.steps = 0``: encoder only).
         gif: also write GIFs of the videos.
+        detector: ``"none"`` for pre-aligned crops, ``"haar"`` to find and crop the face first.
     """
 
     path: paths.PathKind = "orbit"
@@ -65,6 +66,7 @@ class NovelViewOptions:
     mesh_level: float = EG3D_DENSITY_LEVEL
     refine: RefineOptions = field(default_factory=RefineOptions)
     gif: bool = True
+    detector: FaceDetector = "none"
 
 
 def to_frames(images: Tensor) -> np.ndarray:
@@ -165,7 +167,7 @@ def novel_views(
         timings[name] = round(time.perf_counter() - start, 4)
 
     start = time.perf_counter()
-    image = load_face(image_path, model.resolution).to(device)
+    image = load_face(image_path, model.resolution, options.detector).to(device)
     iio.imwrite(out / "input.png", to_frames(image[None])[0])
     timed("load", start)
 

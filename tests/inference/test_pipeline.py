@@ -109,3 +109,22 @@ def test_pose_estimate_of_encoder_free_model_is_frontal():
     inversion = encode(model, torch.zeros(3, 16, 16))
     assert inversion.yaw_pitch.abs().max() == 0 and torch.allclose(inversion.w[0, 0], model.w_avg)
     assert math.isfinite(inversion.w.sum().item())
+
+
+def test_face_detection_crops_a_pasted_head_back_out(tmp_path):
+    """A synthetic head pasted off-centre into a larger photo is found and cropped to the training framing."""
+    pytest.importorskip("cv2", reason="face detection needs opencv-python-headless (the dev extra installs it)")
+    from pix2nerf.data import SyntheticHeads
+    from pix2nerf.data.images import to_uint8
+
+    head = SyntheticHeads("test", resolution=128, num_identities=1)[2]["image"]  # a view the cascade detects
+    canvas = np.full((300, 400, 3), 128, np.uint8)
+    canvas[50:178, 200:328] = to_uint8(head)
+    iio.imwrite(tmp_path / "photo.png", canvas)
+    detected = psnr(load_face(tmp_path / "photo.png", 128, detector="haar")[None], head[None]).item()
+    centre_crop = psnr(load_face(tmp_path / "photo.png", 128)[None], head[None]).item()
+    assert detected > 18.0 and detected > centre_crop + 2.0, (detected, centre_crop)
+    noise = (np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "noise.png", noise)
+    with pytest.raises(InputError, match="no face found"):
+        load_face(tmp_path / "noise.png", 64, detector="haar")
