@@ -1,32 +1,44 @@
-"""Performance dashboard: throughput of the rendering core (and, as they land, of the models).
+"""Performance dashboard: rendering core, data, generators, frames/s with super-resolution, training
+images/s of a config, inversion latency, and peak memory; two configurations side by side with ``compare``.
 
-python tools/benchmark.py resolution=64 num_samples=96
-python tools/benchmark.py device=cuda output_json=bench.json
+python tools/benchmark.py                                          # CPU sizes
+python tools/benchmark.py device=cuda output_json=bench.json       # adds 512^2 rendering
+python tools/benchmark.py device=cuda compare.key=precision compare.values=[fp32,bf16]
+python tools/benchmark.py compare.key=field compare.values=[triplane,hashgrid] generator_fields=[]
 """
 
 from __future__ import annotations
 
 import json
+import math
+import resource
+import sys
 import time
+import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pix2nerf.cameras import look_at, rays, sample_poses
 from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import SpheresField
-from pix2nerf.networks import Generator
+from pix2nerf.inference import FaceModel, load_model
+from pix2nerf.networks import Encoder, Generator
 from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, stratified
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class Result:
     name: str
     seconds: float
-    rays_per_second: float
+    rays_per_second: float | None
     peak_memory_mb: float | None
     images_per_second: float | None = None
 
@@ -34,6 +46,18 @@ class Result:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated since the last reset. CPU: the process's peak resident set size (Linux: KiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def autocast(cfg: DictConfig, device: torch.device) -> AbstractContextManager:
+    """bf16 autocast of the model benchmarks when ``precision=bf16`` (CUDA only), else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
 
 def measure(name: str, fn: Callable[[], object], num_rays: int, device: torch.device, warmup: int, repeats: int):
@@ -50,8 +74,8 @@ def measure(name: str, fn: Callable[[], object], num_rays: int, device: torch.de
         _synchronize(device)
         times.append(time.perf_counter() - start)
     seconds = sorted(times)[len(times) // 2]
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return Result(name, seconds, num_rays / seconds, peak)
+    print(f"{name}: {seconds * 1e3:.1f} ms", file=sys.stderr, flush=True)  # progress: the suite takes minutes on CPU
+    return Result(name, seconds, num_rays / seconds, peak_memory_mb(device))
 
 
 def rendering_core(cfg: DictConfig, device: torch.device) -> list[Result]:
@@ -125,13 +149,15 @@ def generator_results(field: str, cfg: DictConfig, device: torch.device) -> list
     c = sample_poses(batch, generator=g).to(device).label()
 
     def render(resolution: int) -> None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(cfg, device):
             generator.eval()(z, c, neural_resolution=resolution)
 
     def train_step(resolution: int) -> None:
         generator.train().zero_grad(set_to_none=True)
-        out = generator(z, c, neural_resolution=resolution)
-        (out.image.square().mean() + out.depth.mean()).backward()
+        with autocast(cfg, device):
+            out = generator(z, c, neural_resolution=resolution)
+            loss = out.image.float().square().mean() + out.depth.float().mean()
+        loss.backward()
 
     results = []
     for resolution in cfg.generator_resolutions:
@@ -145,24 +171,142 @@ def generator_results(field: str, cfg: DictConfig, device: torch.device) -> list
     return results
 
 
+def sr_generator(cfg: DictConfig, image_resolution: int, neural_resolution: int, device: torch.device) -> Generator:
+    """The benchmark's generator (``cfg.generator`` sizes, ``cfg.field``) rendering neural_resolution^2 and
+    super-resolving to image_resolution^2 (one SR block more than doublings; none when the sizes are equal)."""
+    torch.manual_seed(0)
+    doublings = int(math.log2(image_resolution // neural_resolution))
+    settings = {**cfg.generator, "image_resolution": image_resolution, "neural_resolution": neural_resolution}
+    settings["sr_channels"] = list(cfg.render.sr_channels[: doublings + 1])
+    return Generator(field=cfg.field, **settings).to(device).eval()
+
+
+def sample_counts(cfg: DictConfig, device: torch.device) -> tuple[int, int]:
+    """Stratified and importance samples per ray of the rendering benchmarks (fewer on CPU)."""
+    counts = cfg.render.samples_cuda if device.type == "cuda" else cfg.render.samples_cpu
+    return counts[0], counts[1]
+
+
+def rendering(cfg: DictConfig, device: torch.device) -> list[Result]:
+    """Frames/s of the full generator (mapping, synthesis, volume rendering, super-resolution), no grad."""
+    sizes = [tuple(size) for size in cfg.render.sizes]
+    include_large = cfg.render.include_large if cfg.render.include_large is not None else device.type == "cuda"
+    if include_large:
+        sizes.append(tuple(cfg.render.large))
+    num_coarse, num_importance = sample_counts(cfg, device)
+    batch = cfg.render.batch_size
+    results = []
+    for image_resolution, neural_resolution in sizes:
+        generator = sr_generator(cfg, image_resolution, neural_resolution, device)
+        g = torch.Generator().manual_seed(0)
+        z = torch.randn(batch, generator.z_dim, generator=g).to(device)
+        c = sample_poses(batch, generator=g).to(device).label()
+
+        def render(generator: Generator = generator, z: torch.Tensor = z, c: torch.Tensor = c) -> None:
+            with torch.no_grad(), autocast(cfg, device):
+                generator(z, c, num_coarse=num_coarse, num_importance=num_importance, noise_mode="const")
+
+        sr = "SR" if image_resolution != neural_resolution else "no SR"
+        name = f"frames {image_resolution}^2 (neural {neural_resolution}^2, {sr}, {num_coarse}+{num_importance})"
+        result = measure(name, render, batch * neural_resolution**2, device, **_reps(cfg))
+        result.images_per_second = batch / result.seconds
+        results.append(result)
+    return results
+
+
+def inversion(cfg: DictConfig, device: torch.device) -> list[Result]:
+    """Latency of ``FaceModel.encode`` + one render (encoder-only inversion, no refinement) of one image."""
+    if cfg.inversion.checkpoint:
+        model = load_model(cfg.inversion.checkpoint, device)
+    else:
+        image_resolution, neural_resolution = cfg.inversion.resolution
+        generator = sr_generator(cfg, image_resolution, neural_resolution, device)
+        encoder = Encoder(image_resolution, generator.num_ws, generator.w_dim, **cfg.inversion.encoder)
+        model = FaceModel(generator, encoder).to(device)
+    if model.encoder is None:
+        raise SystemExit(f"{cfg.inversion.checkpoint} has no encoder: nothing to benchmark for inversion")
+    num_coarse, num_importance = sample_counts(cfg, device)
+    image = torch.rand(1, 3, model.resolution, model.resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    image = image.to(device)
+
+    def invert() -> None:
+        with torch.no_grad(), autocast(cfg, device):
+            encoded = model.encode(image)
+            model.render(encoded.w, encoded.yaw_pitch, num_coarse=num_coarse, num_importance=num_importance)
+
+    neural = model.generator.neural_resolution
+    name = f"inversion: encode + render {model.resolution}^2 (neural {neural}^2)"
+    result = measure(name, invert, neural**2, device, **_reps(cfg))
+    result.images_per_second = 1 / result.seconds
+    return [result]
+
+
+def training(cfg: DictConfig, device: torch.device) -> list[Result]:
+    """Images/s of full training steps (G and D updates, regularisers) of a LightningCLI training config."""
+    from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+
+    from pix2nerf.cli import Pix2NeRFCLI
+
+    class StepTimer(Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_train_batch_start(self, *args) -> None:
+            _synchronize(device)
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, *args) -> None:
+            _synchronize(device)
+            self.times.append(time.perf_counter() - self.start)
+
+    paths = [path if Path(path).exists() else ROOT / path for path in cfg.training.configs]
+    args = [argument for path in paths for argument in ("-c", str(path))]
+    overrides = [f"--model.init_args.generator.init_args.field={cfg.field}", "--trainer.logger=false"]
+    with warnings.catch_warnings():  # Lightning warns that Hydra's sys.argv is not the CLI's: intended here
+        warnings.filterwarnings("ignore", message=".*args parameter is intended")
+        cli = Pix2NeRFCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            args=[*args, *overrides, *cfg.training.overrides],
+            run=False,
+        )
+    timer = StepTimer()
+    trainer = Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        precision="bf16-mixed" if cfg.precision == "bf16" else "32-true",
+        max_epochs=1,
+        limit_train_batches=cfg.warmup + cfg.repeats,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer.fit(cli.model, cli.datamodule)
+    times = sorted(timer.times[cfg.warmup :])
+    seconds = times[len(times) // 2]
+    batch = cli.datamodule.hparams.batch_size
+    name = f"train {type(cli.model).__name__} {' + '.join(Path(p).stem for p in paths)} (batch {batch})"
+    return [Result(name, seconds, None, peak_memory_mb(device), batch / seconds)]
+
+
 def _reps(cfg: DictConfig) -> dict[str, int]:
     return {"warmup": cfg.warmup, "repeats": cfg.repeats}
 
 
-def print_table(results: list[Result], header: str) -> None:
-    print(header)
-    print(f"{'benchmark':<58} {'ms':>10} {'rays/s':>14} {'images/s':>10} {'peak MiB':>10}")
-    for r in results:
-        peak = f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-"
-        images = f"{r.images_per_second:.1f}" if r.images_per_second is not None else "-"
-        print(f"{r.name:<58} {r.seconds * 1e3:>10.2f} {r.rays_per_second:>14,.0f} {images:>10} {peak:>10}")
-
-
-@hydra.main(version_base=None, config_path="../configs/eval", config_name="benchmark")
-def main(cfg: DictConfig) -> None:
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("device=cuda was requested but no CUDA device is available; use device=cpu")
+def run_suite(cfg: DictConfig, device: torch.device) -> list[Result]:
+    """Every benchmark the configuration enables, in a fixed order."""
+    if cfg.precision not in ("fp32", "bf16"):
+        raise SystemExit(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    if cfg.precision == "bf16" and device.type != "cuda":
+        raise SystemExit("precision=bf16 (autocast) is a CUDA option; use device=cuda or precision=fp32")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     results = rendering_core(cfg, device)
@@ -170,11 +314,87 @@ def main(cfg: DictConfig) -> None:
         results += synthetic_heads(cfg, device)
     if cfg.generator_fields:
         results += generators(cfg, device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print_table(results, f"pix2nerf benchmark on {name}, batch {cfg.batch_size}, torch {torch.__version__}")
+    if cfg.render.sizes:
+        results += rendering(cfg, device)
+    if cfg.inversion.enabled:
+        results += inversion(cfg, device)
+    if cfg.training.configs:
+        results += training(cfg, device)
+    return results
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+
+
+def describe(cfg: DictConfig, device: torch.device) -> str:
+    """The device and the settings every row shares."""
+    return (
+        f"{device_name(device)}, batch {cfg.batch_size}, field {cfg.field}, {cfg.precision}, torch {torch.__version__}"
+    )
+
+
+def print_table(results: list[Result], header: str) -> None:
+    print(header)
+    print(f"{'benchmark':<62} {'ms':>10} {'rays/s':>14} {'images/s':>10} {'peak MiB':>10}")
+    for r in results:
+        peak = f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-"
+        images = f"{r.images_per_second:.1f}" if r.images_per_second is not None else "-"
+        rays = f"{r.rays_per_second:,.0f}" if r.rays_per_second is not None else "-"
+        print(f"{r.name:<62} {r.seconds * 1e3:>10.2f} {rays:>14} {images:>10} {peak:>10}")
+
+
+def print_comparison(first: list[Result], second: list[Result], header: str) -> list[dict]:
+    """Side-by-side times and the speed-up of the second configuration (first time / second time)."""
+    print(header)
+    print(f"{'benchmark':<62} {'A ms':>10} {'B ms':>10} {'B speed-up':>11} {'A MiB':>8} {'B MiB':>8}")
+    rows = []
+    for a, b in zip(first, second, strict=True):
+        ratio = a.seconds / b.seconds
+        print(
+            f"{a.name:<62} {a.seconds * 1e3:>10.2f} {b.seconds * 1e3:>10.2f} {ratio:>10.2f}x "
+            f"{a.peak_memory_mb:>8.0f} {b.peak_memory_mb:>8.0f}"
+        )
+        rows.append({"a": a.name, "b": b.name, "a_seconds": a.seconds, "b_seconds": b.seconds, "speedup": ratio})
+    return rows
+
+
+def with_value(cfg: DictConfig, key: str, value: object) -> DictConfig:
+    """A copy of ``cfg`` with ``key`` (dotted) set to ``value``."""
+    copy = OmegaConf.create(OmegaConf.to_container(cfg))
+    OmegaConf.update(copy, key, value, merge=False)
+    return copy
+
+
+@hydra.main(version_base=None, config_path="../configs/eval", config_name="benchmark")
+def main(cfg: DictConfig) -> None:
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("device=cuda was requested but no CUDA device is available; use device=cpu")
+    if cfg.compare.key is None:
+        results = run_suite(cfg, device)
+        print_table(results, f"pix2nerf benchmark on {describe(cfg, device)}")
+        report = {"device": device_name(device), "results": [asdict(r) for r in results]}
+    else:
+        key, values = cfg.compare.key, list(cfg.compare["values"])
+        if len(values) != 2 or OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+            raise SystemExit(f"compare needs an existing config key and two values, got {key}={values}")
+        suites = {}
+        for label, value in zip("AB", values, strict=True):
+            variant = with_value(cfg, key, value)
+            suites[label] = run_suite(variant, device)
+            print_table(suites[label], f"{label}: {key}={value} on {describe(variant, device)}")
+            print()
+        rows = print_comparison(suites["A"], suites["B"], f"A: {key}={values[0]}  vs  B: {key}={values[1]}")
+        report = {
+            "device": device_name(device),
+            "compare": {"key": key, "values": values},
+            "results": {label: [asdict(r) for r in suite] for label, suite in suites.items()},
+            "comparison": rows,
+        }
     if cfg.output_json:
         with open(cfg.output_json, "w") as handle:
-            json.dump({"device": name, "results": [asdict(r) for r in results]}, handle, indent=2)
+            json.dump(report, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,19 @@
 """Radiance fields: functions from 3D points to density, colour features and semantic logits."""
 
 from pix2nerf.fields.analytic import SpheresField
-from pix2nerf.fields.base import FieldOutput, RadianceHead, density_activation, feature_activation
+from pix2nerf.fields.base import (
+    BACKGROUND_CLASS,
+    FieldOutput,
+    RadianceHead,
+    density_activation,
+    feature_activation,
+)
 from pix2nerf.fields.hashgrid import HashEncoding, HashGridHead
-from pix2nerf.fields.triplane import FeatureDecoder, TriPlaneHead, sample_planes
+from pix2nerf.fields.triplane import DecoupledDecoder, FeatureDecoder, TriPlaneHead, sample_planes
 
 __all__ = [
+    "BACKGROUND_CLASS",
+    "DecoupledDecoder",
     "FeatureDecoder",
     "FieldOutput",
     "HashEncoding",

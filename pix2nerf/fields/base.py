@@ -56,6 +56,10 @@ def feature_activation(raw: Tensor) -> Tensor:
     return torch.sigmoid(raw) * (1 + 2 * FEATURE_PADDING) - FEATURE_PADDING
 
 
+BACKGROUND_CLASS = 0
+"""Semantic class of empty space (CelebAMask-HQ's background): rays that leave the field see it."""
+
+
 def split_decoder_output(raw: Tensor, feature_dim: int, num_semantic_classes: int) -> FieldOutput:
     """Split a decoder's raw output (B, N, 1 + F + K) into raw density, activated features and logits."""
     features = feature_activation(raw[..., 1 : 1 + feature_dim])

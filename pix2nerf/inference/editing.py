@@ -36,15 +36,19 @@ def render_semantics(
     num_coarse: int | None = None,
     num_importance: int | None = None,
 ) -> Tensor:
-    """Semantic probabilities (B, K, h, w) of latents ws (B, num_ws, w_dim) seen from ``cameras`` (B of them).
+    """Semantic probabilities (B, K, h, w) of latents ws (B or 1, num_ws, w_dim) seen from ``cameras`` (B of them).
 
-    ``argmax(dim=1)`` gives the label map (B, h, w) of class ids (CelebAMask-HQ ids for face generators).
-    Rendering is deterministic (constant noise, no sample jitter) whatever the generator's mode.
+    A single latent is rendered from every camera (its field computed once). ``argmax(dim=1)`` gives the
+    label maps (B, h, w) of class ids (CelebAMask-HQ ids for face generators). Rendering is deterministic
+    (constant noise, no sample jitter) whatever the generator's mode.
     """
     _require_semantics(generator)
     was_training = generator.training
     generator.eval()
     try:
+        params = generator.field_params(ws, noise_mode="const")
+        if ws.shape[0] == 1:
+            ws, params = ws.expand(len(cameras), *ws.shape[1:]), params.expand(len(cameras), *params.shape[1:])
         out = generator.synthesis(
             ws,
             cameras,
@@ -52,6 +56,7 @@ def render_semantics(
             num_coarse=num_coarse,
             num_importance=num_importance,
             noise_mode="const",
+            params=params,
         )
     finally:
         generator.train(was_training)
@@ -100,8 +105,8 @@ def edit_geometry(
     ws: Tensor,
     cameras: Cameras,
     target: Tensor,
-    steps: int = 100,
-    lr: float = 0.01,
+    steps: int = 50,
+    lr: float = 0.03,
     latent_space: Literal["w", "w+"] = "w+",
     latent_weight: float = 0.0,
     num_coarse: int | None = None,
@@ -121,8 +126,8 @@ def edit_geometry(
         steps, lr: Adam iterations and learning rate.
         latent_space: ``"w+"`` optimises an offset per geometry w; ``"w"`` one offset shared by all of them
             (stays in the generator's W space when ws came from the mapping network: fewer, more global changes).
-        latent_weight: weight of the squared distance to the original geometry latents (keeps the rest of
-            the shape; 0 disables it).
+        latent_weight: weight of the mean squared distance of the geometry ws to their originals (keeps the
+            rest of the shape; 0 disables it).
         num_coarse, num_importance: samples per ray while optimising (default: the generator's).
     """
     _require_semantics(generator)
@@ -154,10 +159,9 @@ def edit_geometry(
             loss = F.cross_entropy(out.semantics, target, ignore_index=IGNORE_LABEL)
             if latent_weight > 0:
                 loss = loss + latent_weight * offset.square().sum(-1).mean()
-            optimizer.zero_grad(set_to_none=True)
             (offset.grad,) = torch.autograd.grad(loss, [offset])
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
     finally:
         generator.train(was_training)
     return GeometryEdit(ws=generator.join_ws(geometry + offset.detach(), appearance), losses=losses)

@@ -10,14 +10,17 @@ import torch
 from torch import Tensor, nn
 
 from pix2nerf.cameras import Cameras, rays, z_depth
-from pix2nerf.fields.base import FieldOutput, RadianceHead, density_activation
+from pix2nerf.fields.base import BACKGROUND_CLASS, FieldOutput, RadianceHead, density_activation
 from pix2nerf.fields.hashgrid import HashGridHead
 from pix2nerf.fields.triplane import PlaneOrder, TriPlaneHead
-from pix2nerf.networks.mapping import MappingNetwork
+from pix2nerf.networks.mapping import DecoupledMapping, MappingNetwork
 from pix2nerf.networks.specs import init_arguments
 from pix2nerf.networks.superresolution import SuperResolution
 from pix2nerf.networks.synthesis import NoiseMode, SynthesisNetwork
-from pix2nerf.rendering import RayBundle, VolumeRenderer
+from pix2nerf.rendering import Composite, RayBundle, VolumeRenderer
+
+SEMANTIC_PROBABILITY_FLOOR = 1e-6
+"""Rendered class probabilities are clamped to this before their log is taken (finite logits)."""
 
 
 @dataclass
@@ -29,7 +32,9 @@ class GeneratorOutput:
         image_raw: (B, 3, h, w) in [-1, 1]: the first three volume-rendered feature channels.
         depth: (B, 1, h, w) expected depth along each camera's z axis.
         opacity: (B, 1, h, w) accumulated alpha.
-        semantics: (B, K, h, w) semantic logits, or None.
+        semantics: (B, K, h, w) semantic logits, or None: the log of the class probabilities composited with
+            the colour weights (each sample's softmax; empty space is ``BACKGROUND_CLASS``), so
+            ``semantics.softmax(1)`` is the rendered distribution and ``cross_entropy`` applies directly.
         features: (B, F, h, w) the volume-rendered feature image in [-1, 1].
         ws: (B, num_ws, w_dim) the latents that produced it.
     """
@@ -44,12 +49,22 @@ class GeneratorOutput:
 
 
 class Backbone(nn.Module):
-    """Field parameters from latents: a mapping network and, for tri-planes, a StyleGAN2 synthesis network."""
+    """Field parameters from latents: a mapping network and, for tri-planes, a StyleGAN2 synthesis network.
 
-    def __init__(self, mapping: MappingNetwork, synthesis: SynthesisNetwork | None) -> None:
+    With decoupled latents the mapping is a :class:`DecoupledMapping` and ``appearance_synthesis`` emits
+    the appearance planes from the appearance ws.
+    """
+
+    def __init__(
+        self,
+        mapping: MappingNetwork | DecoupledMapping,
+        synthesis: SynthesisNetwork | None,
+        appearance_synthesis: SynthesisNetwork | None = None,
+    ) -> None:
         super().__init__()
         self.mapping = mapping
         self.synthesis = synthesis
+        self.appearance_synthesis = appearance_synthesis
 
 
 class Generator(nn.Module):
@@ -76,6 +91,15 @@ class Generator(nn.Module):
         conditioning_scale: multiplies the conditioning label (EG3D's ``c_scale``); 0 drops pose conditioning.
         eg3d_raw_image: reproduce EG3D's released ``image_raw``, to which super-resolution's first ToRGB is
             added in place when rendering at its input size (what EG3D's dual discriminator sees).
+        decoupled_latents: separate geometry and appearance latents (FENeRF; tri-planes only). A second
+            synthesis network turns the appearance ws into ``appearance_plane_channels`` extra channels per
+            plane that only the colour branch of the decoder reads (:class:`DecoupledDecoder`), so density,
+            depth, opacity and semantics depend on the geometry latent alone. Layouts:
+            z (B, z_dim) = [z_geometry (z_dim - appearance_z_dim) | z_appearance (appearance_z_dim)];
+            ws (B, num_ws, w_dim) = [ws_geometry (num_ws_geometry) | ws_appearance (num_ws - num_ws_geometry)];
+            super-resolution reads the last w, an appearance w. See :meth:`split_ws` and :meth:`join_ws`.
+        appearance_z_dim: size of the appearance latent inside z (default: half of z_dim).
+        appearance_plane_channels: appearance channels per plane (default: ``plane_channels``).
     """
 
     def __init__(
@@ -114,21 +138,36 @@ class Generator(nn.Module):
         importance_mode: Literal["standard", "eg3d"] = "standard",
         conditioning_scale: float = 1.0,
         eg3d_raw_image: bool = False,
+        decoupled_latents: bool = False,
+        appearance_z_dim: int | None = None,
+        appearance_plane_channels: int | None = None,
     ) -> None:
         arguments = init_arguments(locals())
         super().__init__()
         self.init_args = arguments
         if field not in ("triplane", "hashgrid"):
             raise ValueError(f"field must be 'triplane' or 'hashgrid', got {field!r}")
+        if decoupled_latents and field != "triplane":
+            raise ValueError("decoupled_latents needs field='triplane' (the hash grid has no per-latent planes)")
+        appearance_z_dim = (z_dim // 2 if appearance_z_dim is None else appearance_z_dim) if decoupled_latents else 0
+        if decoupled_latents and not 0 < appearance_z_dim < z_dim:
+            raise ValueError(f"appearance_z_dim must be in 1..{z_dim - 1} (a part of z_dim), got {appearance_z_dim}")
+        appearance_channels = (appearance_plane_channels or plane_channels) if decoupled_latents else 0
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.field, self.feature_dim, self.num_semantic_classes = field, feature_dim, num_semantic_classes
-        self.plane_channels = plane_channels
+        self.plane_channels, self.appearance_channels = plane_channels, appearance_channels
+        self.decoupled_latents = decoupled_latents
         self.neural_resolution, self.ray_start, self.ray_end = neural_resolution, ray_start, ray_end
         self.conditioning_scale = conditioning_scale
         self.head: RadianceHead
+        appearance_synthesis = None
         if field == "triplane":
             synthesis = SynthesisNetwork(w_dim, plane_resolution, 3 * plane_channels, channel_base, channel_max)
             num_ws = synthesis.num_ws
+            if decoupled_latents:
+                appearance_synthesis = SynthesisNetwork(
+                    w_dim, plane_resolution, 3 * appearance_channels, channel_base, channel_max
+                )
             self.head = TriPlaneHead(
                 plane_channels,
                 feature_dim,
@@ -138,6 +177,7 @@ class Generator(nn.Module):
                 box_warp,
                 decoder_hidden,
                 decoder_lr_multiplier,
+                appearance_channels,
             )
         else:
             synthesis = None
@@ -155,8 +195,22 @@ class Generator(nn.Module):
                 hash_num_layers,
             )
             num_ws = self.head.num_ws
-        self.backbone = Backbone(MappingNetwork(z_dim, c_dim, w_dim, num_ws, mapping_layers), synthesis)
-        self.num_ws = num_ws
+        self.num_ws_geometry = num_ws
+        mapping: MappingNetwork | DecoupledMapping
+        if appearance_synthesis is not None:
+            mapping = DecoupledMapping(
+                z_dim - appearance_z_dim,
+                appearance_z_dim,
+                c_dim,
+                w_dim,
+                num_ws,
+                appearance_synthesis.num_ws,
+                mapping_layers,
+            )
+        else:
+            mapping = MappingNetwork(z_dim, c_dim, w_dim, num_ws, mapping_layers)
+        self.backbone = Backbone(mapping, synthesis, appearance_synthesis)
+        self.num_ws = mapping.num_ws
         self.renderer = VolumeRenderer(
             num_coarse, num_importance, density_activation=density_activation, importance_mode=importance_mode
         )
@@ -182,17 +236,87 @@ class Generator(nn.Module):
             c = c * self.conditioning_scale
         return self.backbone.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg)
 
+    def split_ws(self, ws: Tensor) -> tuple[Tensor, Tensor]:
+        """ws (B, num_ws, w_dim) -> geometry ws (B, num_ws_geometry, w_dim), appearance ws (B, rest, w_dim)."""
+        if not self.decoupled_latents:
+            raise ValueError("this generator has one latent for shape and appearance; build it with decoupled_latents")
+        return ws[:, : self.num_ws_geometry], ws[:, self.num_ws_geometry :]
+
+    def join_ws(self, geometry: Tensor, appearance: Tensor) -> Tensor:
+        """The inverse of :meth:`split_ws`: (B, num_ws_geometry, w_dim), (B, rest, w_dim) -> (B, num_ws, w_dim)."""
+        if geometry.shape[1] + appearance.shape[1] != self.num_ws or geometry.shape[1] != self.num_ws_geometry:
+            raise ValueError(
+                f"expected {self.num_ws_geometry} geometry and {self.num_ws - self.num_ws_geometry} appearance ws, "
+                f"got {geometry.shape[1]} and {appearance.shape[1]}"
+            )
+        return torch.cat([geometry, appearance], dim=1)
+
     def field_params(self, ws: Tensor, noise_mode: NoiseMode | None = None) -> Tensor:
-        """What the radiance head reads: tri-planes (B, 3, C, H, W), or ws for the hash grid."""
+        """What the radiance head reads: tri-planes (B, 3, C (+ A), H, W), or ws for the hash grid.
+
+        With decoupled latents the geometry planes (from the geometry ws) come first on the channel axis,
+        then the appearance planes (from the appearance ws).
+        """
         if self.backbone.synthesis is None:
             return ws
         noise_mode = noise_mode or ("random" if self.training else "const")
-        planes = self.backbone.synthesis(ws, noise_mode)
-        return planes.reshape(planes.shape[0], 3, self.plane_channels, *planes.shape[-2:])
+
+        def planes(synthesis: SynthesisNetwork, latents: Tensor, channels: int) -> Tensor:
+            out = synthesis(latents, noise_mode)
+            return out.reshape(out.shape[0], 3, channels, *out.shape[-2:])
+
+        if self.backbone.appearance_synthesis is None:
+            return planes(self.backbone.synthesis, ws, self.plane_channels)
+        geometry, appearance = self.split_ws(ws)
+        return torch.cat(
+            [
+                planes(self.backbone.synthesis, geometry, self.plane_channels),
+                planes(self.backbone.appearance_synthesis, appearance, self.appearance_channels),
+            ],
+            dim=2,
+        )
 
     def query(self, points: Tensor, params: Tensor) -> FieldOutput:
         """The field at points (B, N, 3) for field parameters from :meth:`field_params`."""
         return self.head(points, params)
+
+    def render_rays(
+        self,
+        params: Tensor,
+        origins: Tensor,
+        directions: Tensor,
+        num_coarse: int | None = None,
+        num_importance: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Composite:
+        """Volume-render the fields of ``params`` (from :meth:`field_params`) along rays (B, R, 3).
+
+        Returns the composite: values (B, R, F + K) are the colour features in [0, 1] (over zero) followed, for
+        semantic generators, by the class probabilities: each sample's softmax composited with the colour
+        weights, over ``BACKGROUND_CLASS`` where the ray leaves the field (so every pixel's sum is 1).
+        Depth is distance along the rays.
+        """
+        bounds = torch.ones_like(origins[..., :1])
+        bundle = RayBundle(origins, directions, bounds * self.ray_start, bounds * self.ray_end)
+
+        def field(points: Tensor) -> tuple[Tensor, Tensor]:
+            out = self.head(points, params)
+            if out.semantics is None:
+                return out.sigma, out.features
+            return out.sigma, torch.cat([out.features, out.semantics.softmax(dim=-1)], dim=-1)
+
+        background = None
+        if self.num_semantic_classes:
+            background = torch.zeros(self.feature_dim + self.num_semantic_classes, device=origins.device)
+            background[self.feature_dim + BACKGROUND_CLASS] = 1.0
+        return self.renderer(
+            field,
+            bundle,
+            background=background,
+            generator=generator,
+            num_coarse=num_coarse,
+            num_importance=num_importance,
+        )
 
     def synthesis(
         self,
@@ -203,33 +327,29 @@ class Generator(nn.Module):
         num_importance: int | None = None,
         noise_mode: NoiseMode | None = None,
         generator: torch.Generator | None = None,
+        params: Tensor | None = None,
     ) -> GeneratorOutput:
         """Render the fields of ``ws`` (B, num_ws, w_dim) from ``cameras`` (B of them).
 
         Resolution and samples per ray default to the constructor's and can be changed per call.
+        ``params``: the field parameters of ws from :meth:`field_params`, when already computed (e.g. planes
+        of a few latents indexed for many views).
         """
         if len(cameras) != ws.shape[0]:
             raise ValueError(f"got {ws.shape[0]} latents but {len(cameras)} cameras; pass one camera per latent")
         resolution = neural_resolution or self.neural_resolution
-        params = self.field_params(ws, noise_mode)
+        params = self.field_params(ws, noise_mode) if params is None else params
         origins, directions = rays(cameras, resolution)
-        bounds = torch.ones_like(origins[..., :1])
-        bundle = RayBundle(origins, directions, bounds * self.ray_start, bounds * self.ray_end)
-
-        def field(points: Tensor) -> tuple[Tensor, Tensor]:
-            out = self.head(points, params)
-            values = out.features if out.semantics is None else torch.cat([out.features, out.semantics], dim=-1)
-            return out.sigma, values
-
-        composite = self.renderer(
-            field, bundle, generator=generator, num_coarse=num_coarse, num_importance=num_importance
-        )
+        composite = self.render_rays(params, origins, directions, num_coarse, num_importance, generator)
 
         def to_image(values: Tensor) -> Tensor:
             return values.transpose(1, 2).reshape(values.shape[0], values.shape[2], resolution, resolution)
 
         features = to_image(composite.values[..., : self.feature_dim]) * 2.0 - 1.0
-        semantics = to_image(composite.values[..., self.feature_dim :]) if self.num_semantic_classes else None
+        semantics = None
+        if self.num_semantic_classes:
+            probabilities = to_image(composite.values[..., self.feature_dim :])
+            semantics = probabilities.clamp_min(SEMANTIC_PROBABILITY_FLOOR).log()
         image_raw = features[:, :3]
         image = image_raw
         if self.superresolution is not None:

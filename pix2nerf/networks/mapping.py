@@ -85,3 +85,54 @@ class MappingNetwork(nn.Module):
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
             x[:, :cutoff] = self.w_avg.lerp(x[:, :cutoff], truncation_psi)
         return x
+
+
+class DecoupledMapping(nn.Module):
+    """Two mapping networks, geometry and appearance: z = [z_geo | z_app] -> ws = [ws_geo | ws_app].
+
+    z (B, geometry_z_dim + appearance_z_dim) holds the geometry latent first; the ws it returns,
+    (B, num_ws_geometry + num_ws_appearance, w_dim), hold the geometry ws first. Both networks see the
+    same conditioning label. Truncation (psi, cutoff) applies to each branch, with its own average.
+    """
+
+    def __init__(
+        self,
+        geometry_z_dim: int,
+        appearance_z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        num_ws_geometry: int,
+        num_ws_appearance: int,
+        num_layers: int = 8,
+    ) -> None:
+        super().__init__()
+        self.geometry = MappingNetwork(geometry_z_dim, c_dim, w_dim, num_ws_geometry, num_layers)
+        self.appearance = MappingNetwork(appearance_z_dim, c_dim, w_dim, num_ws_appearance, num_layers)
+        self.z_dim, self.c_dim, self.w_dim = geometry_z_dim + appearance_z_dim, c_dim, w_dim
+        self.num_ws = num_ws_geometry + num_ws_appearance
+
+    @property
+    def w_avg(self) -> Tensor:
+        """(num_ws, w_dim): each w's running average (geometry rows, then appearance rows)."""
+        geometry, appearance = self.geometry, self.appearance
+        return torch.cat([geometry.w_avg.expand(geometry.num_ws, -1), appearance.w_avg.expand(appearance.num_ws, -1)])
+
+    def forward(
+        self,
+        z: Tensor,
+        c: Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        update_w_avg: bool = False,
+    ) -> Tensor:
+        """z (B, z_dim), c (B, c_dim) -> ws (B, num_ws, w_dim); see the class docstring for the layout."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}")
+        z_geometry, z_appearance = z.split([self.geometry.z_dim, self.appearance.z_dim], dim=1)
+        return torch.cat(
+            [
+                self.geometry(z_geometry, c, truncation_psi, truncation_cutoff, update_w_avg),
+                self.appearance(z_appearance, c, truncation_psi, truncation_cutoff, update_w_avg),
+            ],
+            dim=1,
+        )

@@ -16,6 +16,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, yaw_pitch
+from pix2nerf.data.semantics import colorize_labels
 from pix2nerf.losses import density_regularization, discriminator_loss, generator_loss, pose_loss, r1_penalty
 from pix2nerf.metrics import reprojection_error
 from pix2nerf.networks.discriminator import Discriminator, DiscriminatorOutput
@@ -102,7 +103,16 @@ class GAN3D(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
-            ignore=["generator", "discriminator", "encoder", "optimizer_g", "optimizer_d", "optimizer_e"]
+            ignore=[
+                "generator",
+                "discriminator",
+                "encoder",
+                "semantic_discriminator",
+                "optimizer_g",
+                "optimizer_d",
+                "optimizer_e",
+                "optimizer_s",
+            ]
         )
         self.automatic_optimization = False
         self.generator = generator
@@ -180,6 +190,9 @@ class GAN3D(L.LightningModule):
         self.discriminator.requires_grad_(False)
         fake = self.generate(c)
         loss = generator_loss(self.discriminate(fake.image, fake.image_raw, c).logits)
+        auxiliary = self.auxiliary_generator_loss(fake, c)
+        if auxiliary is not None:
+            loss = loss + auxiliary
         if h.density_reg > 0 and h.density_reg_interval > 0 and int(self.step_count) % h.density_reg_interval == 0:
             ws = self.generator.mapping(torch.randn(c.shape[0], self.generator.z_dim, device=c.device), c)
             params = self.generator.field_params(ws)
@@ -192,12 +205,22 @@ class GAN3D(L.LightningModule):
         self.discriminator.requires_grad_(True)
         return loss.detach()
 
-    def discriminator_step(self, batch: dict[str, Tensor], optimizer) -> dict[str, Tensor]:
-        """One D update: real vs detached fakes, plus pose regression on reals and the lazy R1 penalty."""
+    def auxiliary_generator_loss(self, fake: GeneratorOutput, c: Tensor) -> Tensor | None:
+        """Extra generator objectives on the G step's fakes (rendered at cameras c (B, 25)); None in GAN3D."""
+        return None
+
+    def discriminator_step(
+        self, batch: dict[str, Tensor], optimizer, fake: GeneratorOutput | None = None
+    ) -> dict[str, Tensor]:
+        """One D update: real vs detached fakes, plus pose regression on reals and the lazy R1 penalty.
+
+        ``fake``: fakes rendered at the batch's cameras without gradients (generated here when None).
+        """
         h = self.hparams
         real, c = batch["image"], batch["camera"]
-        with torch.no_grad():
-            fake = self.generate(c)
+        if fake is None:
+            with torch.no_grad():
+                fake = self.generate(c)
         fake_out = self.discriminate(fake.image, fake.image_raw, c)
         run_r1 = h.r1_gamma > 0 and h.r1_interval > 0 and int(self.step_count) % h.r1_interval == 0
         real_image = real.detach().requires_grad_(run_r1)
@@ -289,42 +312,51 @@ class GAN3D(L.LightningModule):
         yaws = torch.tensor(VALIDATION_YAWS, device=self.device)
         cameras = look_at(yaws, torch.zeros_like(yaws), device=self.device)
         frontal = look_at(0.0, 0.0, device=self.device).label()
-        images, raws, depths = [], [], []
+        images, raws, depths, labels = [], [], [], []
         for z in self.val_z:
             ws = generator.mapping(z[None], frontal, truncation_psi=self.hparams.truncation_psi)
             out = generator.synthesis(ws.expand(len(yaws), -1, -1), cameras, noise_mode="const")
             images.append(out.image)
             raws.append(out.image_raw)
             depths.append(out.depth)
-        return {
+            if out.semantics is not None:
+                labels.append(out.semantics.argmax(dim=1))
+        grid = {
             "image": torch.stack(images),
             "image_raw": torch.stack(raws),
             "depth": torch.stack(depths),
             "cameras": cameras,
         }
+        if labels:
+            grid["semantics"] = torch.stack(labels)  # (N, V, h, w) int64 class ids
+        return grid
 
     def log_samples(self, grid: dict[str, Any]) -> None:
-        """Sample and depth grids: to loggers that take images (W&B, TensorBoard), and as PNGs in the run folder."""
+        """Sample, depth (and semantic) grids: to loggers that take images (W&B, TensorBoard), and as PNGs in the
+        run folder."""
         from torchvision.utils import make_grid, save_image
 
         n, v = grid["image"].shape[:2]
         images = make_grid(grid["image"].flatten(0, 1) * 0.5 + 0.5, nrow=v).clamp(0, 1)
         depth = grid["depth"].flatten(0, 1)
         lo, hi = depth.amin(), depth.amax()
-        depths = make_grid(1 - (depth - lo) / (hi - lo + 1e-8), nrow=v)
+        pictures = {"rgb": images, "depth": make_grid(1 - (depth - lo) / (hi - lo + 1e-8), nrow=v)}
+        if "semantics" in grid:
+            pictures["semantics"] = make_grid(colorize_labels(grid["semantics"].flatten(0, 1)), nrow=v)
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image("samples", [images, depths], caption=["rgb", "depth"])
+                logger.log_image("samples", list(pictures.values()), caption=list(pictures))
             elif hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image("samples", images, self.global_step)
-                logger.experiment.add_image("depth", depths, self.global_step)
+                for name, picture in pictures.items():
+                    logger.experiment.add_image("samples" if name == "rgb" else name, picture, self.global_step)
         # Rank zero only, and without ``trainer.log_dir``: that property is a collective call under DDP.
         run_folder = self.logger.log_dir if self.logger is not None else self.trainer.default_root_dir
         if self.trainer.is_global_zero and run_folder is not None:
             folder = Path(run_folder) / "samples"
             folder.mkdir(parents=True, exist_ok=True)
-            save_image(images, folder / f"step_{int(self.step_count):07d}.png")
-            save_image(depths, folder / f"step_{int(self.step_count):07d}_depth.png")
+            for name, picture in pictures.items():
+                suffix = "" if name == "rgb" else f"_{name}"
+                save_image(picture, folder / f"step_{int(self.step_count):07d}{suffix}.png")
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, prior_came
 from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.losses import generator_loss
 from pix2nerf.losses.perceptual import LPIPS
-from pix2nerf.metrics import pose_error_degrees, psnr, ssim
+from pix2nerf.metrics import depth_errors, mean_iou, pose_error_degrees, psnr, reprojection_error, ssim
 from pix2nerf.networks.discriminator import Discriminator
 from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
@@ -23,6 +23,9 @@ from pix2nerf.systems.gan import GAN3D
 
 NOVEL_VIEW_YAWS = (-0.5236, 0.5236)
 """Validation novel views: +-30 degrees of yaw around the input's camera."""
+
+DEPTH_METRICS = {"mae": "depth_error", "rmse": "depth_rmse", "scaled_mae": "depth_scaled_error", "silog": "depth_silog"}
+"""Logged names of the :class:`~pix2nerf.metrics.DepthErrors` fields."""
 
 
 def encoder_augmentation(probability: float) -> kornia.augmentation.AugmentationSequential | None:
@@ -225,29 +228,67 @@ class Pix2NeRF(GAN3D):
         losses["train/loss_e"] = loss.detach()
         self.finish_step(real.shape[0], losses)
 
-    # -- validation ---------------------------------------------------------------------------------------------
+    # -- validation and test ----------------------------------------------------------------------------------
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Reconstruction and novel-view quality, pose and depth error of the inverted validation images."""
+        encoded, recon = self.invert(batch["image"])
+        self.log_dict(self.inversion_metrics(batch, encoded, recon, "val"), batch_size=len(recon.image), sync_dist=True)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Validation's metrics under ``test/``, plus LPIPS of the reconstructions, semantic mIoU (when the
+        generator renders semantics) and the multi-view consistency of the +-30 degree novel views."""
+        real = batch["image"]
+        encoded, recon = self.invert(real)
+        metrics = self.inversion_metrics(batch, encoded, recon, "test")
+        if self.lpips is not None:
+            metrics["test/recon_lpips"] = self.lpips(recon.image, real).mean()
+        if recon.semantics is not None and "semantics" in batch:
+            logits = F.interpolate(recon.semantics, size=batch["semantics"].shape[-2:], mode="nearest")
+            metrics["test/semantic_miou"] = mean_iou(logits.argmax(1), batch["semantics"], recon.semantics.shape[1])
+        cameras = prior_cameras(encoded.yaw_pitch, self.novel_prior)
+        errors = []
+        for offset in NOVEL_VIEW_YAWS:
+            angles = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=real.device)
+            novel = self.render(encoded.w, angles, self.generator_ema)
+            novel_cameras = prior_cameras(angles, self.novel_prior)
+            errors.append(
+                reprojection_error(
+                    recon.image_raw, recon.depth, cameras, novel.image_raw, novel_cameras, depth_b=novel.depth
+                )
+            )
+        metrics["test/reprojection_error"] = torch.cat(errors).mean()
+        self.log_dict(metrics, batch_size=real.shape[0], sync_dist=True)
+
+    def invert(self, image: Tensor) -> tuple[EncoderOutput, GeneratorOutput]:
+        """Encode images (B, 3, H, W) and render the EMA generator at the estimated poses."""
+        encoded = self.encoder(image, self.generator_ema.backbone.mapping.w_avg)
+        return encoded, self.render(encoded.w, encoded.yaw_pitch, self.generator_ema)
+
+    def inversion_metrics(
+        self, batch: dict[str, Tensor], encoded: EncoderOutput, recon: GeneratorOutput, stage: str
+    ) -> dict[str, Tensor]:
+        """Reconstruction PSNR/SSIM and pose error (any data), plus exact novel views and depth (synthetic heads)."""
         real, c = batch["image"], batch["camera"]
-        generator = self.generator_ema
-        encoded = self.encoder(real, generator.backbone.mapping.w_avg)
-        recon = self.render(encoded.w, encoded.yaw_pitch, generator)
         true_angles = batch["yaw_pitch"] if "yaw_pitch" in batch else yaw_pitch(Cameras.from_label(c))
         metrics = {
-            "val/recon_psnr": psnr(recon.image, real).mean(),
-            "val/recon_ssim": ssim(recon.image, real).mean(),
-            "val/pose_error_deg": pose_error_degrees(encoded.yaw_pitch, true_angles).mean(),
+            f"{stage}/recon_psnr": psnr(recon.image, real).mean(),
+            f"{stage}/recon_ssim": ssim(recon.image, real).mean(),
+            f"{stage}/pose_error_deg": pose_error_degrees(encoded.yaw_pitch, true_angles).mean(),
         }
         if "identity" in batch:  # synthetic heads: exact novel views and depth to compare with
-            metrics.update(self.synthetic_ground_truth_metrics(batch, encoded, recon))
-        self.log_dict(metrics, batch_size=real.shape[0], sync_dist=True)
+            metrics.update(self.synthetic_ground_truth_metrics(batch, encoded, recon, stage))
+        return metrics
 
     @torch.no_grad()
     def synthetic_ground_truth_metrics(
-        self, batch: dict[str, Tensor], encoded: EncoderOutput, recon: GeneratorOutput
+        self, batch: dict[str, Tensor], encoded: EncoderOutput, recon: GeneratorOutput, stage: str = "val"
     ) -> dict[str, Tensor]:
-        """Novel views at +-30 degrees of yaw and depth, against the procedural heads' exact renders."""
+        """Novel views at +-30 degrees of yaw and depth, against the procedural heads' exact renders.
+
+        Depth (see ``DEPTH_METRICS``): mean absolute error ``depth_error`` and RMSE (world units), the median-scaled
+        ``depth_scaled_error`` and the scale-invariant log RMSE ``depth_silog``.
+        """
         resolution = batch["image"].shape[-1]
         heads = sample_heads(batch["identity"].tolist())
         true_angles = batch["yaw_pitch"]
@@ -262,12 +303,12 @@ class Pix2NeRF(GAN3D):
             scores_psnr.append(psnr(image, truth))
             scores_ssim.append(ssim(image, truth))
         metrics = {
-            "val/novel_psnr": torch.cat(scores_psnr).mean(),
-            "val/novel_ssim": torch.cat(scores_ssim).mean(),
+            f"{stage}/novel_psnr": torch.cat(scores_psnr).mean(),
+            f"{stage}/novel_ssim": torch.cat(scores_ssim).mean(),
         }
         if "depth" in batch:
             true_depth = batch["depth"]
             depth = F.interpolate(recon.depth, size=true_depth.shape[-2:], mode="nearest")
-            mask = torch.isfinite(true_depth)
-            metrics["val/depth_error"] = (depth[mask] - true_depth[mask]).abs().mean()
+            errors = depth_errors(depth, true_depth).mean()
+            metrics.update({f"{stage}/{DEPTH_METRICS[name]}": value for name, value in errors.items()})
         return metrics

@@ -27,3 +27,11 @@ def test_pose_error_in_degrees():
     assert pose_error_degrees(target, target).max() < 1e-3
     yawed = target + torch.tensor([[math.radians(10), 0.0], [0.0, 0.0]])
     assert pose_error_degrees(yawed, target)[0].item() == pytest.approx(10.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("offset", [0.02, 0.2, -0.5, 1.0])
+def test_psnr_of_a_constant_offset(offset):
+    # An offset d in [-1, 1] is |d| / 2 on the [0, 1] scale: PSNR = -10 log10(d^2 / 4) = 20 log10(2 / |d|).
+    target = torch.rand(3, 3, 8, 8) * 0.5 - 0.25
+    expected = 20 * math.log10(2 / abs(offset))
+    torch.testing.assert_close(psnr(target + offset, target), torch.full((3,), expected), atol=1e-3, rtol=0)

@@ -1,0 +1,200 @@
+"""The viewer's HTTP API without a browser: uploads, renders, stale requests, exports and errors."""
+
+import io
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, save_bundle
+from pix2nerf.inference.mesh import density_grid
+from pix2nerf.viewer import ViewerOptions, ViewerServer, ViewerSession
+from tests.factories import tiny_face_model
+from tests.viewer.client import fetch
+
+ROOT = Path(__file__).resolve().parents[2]
+MIN_PIXEL_STD = 1.0
+"""A rendered image whose pixel values vary less than this (0..255) counts as blank."""
+MIN_MEAN_DIFFERENCE = 0.5
+"""Two renders differ when their mean absolute pixel difference (0..255) is above this."""
+POLL_S = 0.01
+TOOL_TIMEOUT_S = 120
+"""Longest a tool started by a test may run (Python and torch start slowly on a busy machine)."""
+
+
+def upload(server: ViewerServer, data: bytes, name: str, route: str = "face"):
+    return fetch(f"{server.url}api/{route}?name={name}", data)
+
+
+def render(server: ViewerServer, **view) -> np.ndarray:
+    query = "&".join(f"{key}={value}" for key, value in view.items())
+    response = fetch(f"{server.url}api/render?{query}")
+    assert response.status == 200 and response.content_type == "image/png", response.body[:300]
+    return response.image().astype(np.float32)
+
+
+def differ(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape != b.shape or float(np.abs(a - b).mean()) > MIN_MEAN_DIFFERENCE
+
+
+def test_page_and_info(viewer):
+    page = fetch(viewer.url)
+    assert page.status == 200 and b'<canvas id="view"' in page.body
+    info = fetch(f"{viewer.url}api/info").json()
+    assert info["image_resolution"] == 16 and info["full_resolution"] == 8 and info["preview_resolution"] == 4
+    assert info["semantics"] is False and info["appearance_swap"] is False
+    assert fetch(f"{viewer.url}nothing").status == 404
+
+
+def test_upload_then_renders_at_two_poses_differ(viewer, head_png):
+    response = upload(viewer, head_png.read_bytes(), "head.png")
+    assert response.status == 200
+    face = response.json()["face"]
+    assert face["name"] == "head.png" and np.isfinite([face["yaw"], face["pitch"]]).all()
+    front, side = render(viewer, yaw=0, pitch=0), render(viewer, yaw=0.6, pitch=0.2)
+    assert front.shape == (16, 16, 3) and front.std() > MIN_PIXEL_STD and side.std() > MIN_PIXEL_STD
+    assert differ(front, side)
+    assert differ(render(viewer, zoom=1), render(viewer, zoom=2))
+
+
+def test_previews_render_fewer_rays(viewer, head_png):
+    upload(viewer, head_png.read_bytes(), "head.png")
+    assert render(viewer, quality="preview").shape == (16, 16, 3)  # super-resolved to the image size
+    assert render(viewer, mode="depth", quality="preview").shape == (4, 4, 3)
+    assert render(viewer, mode="depth").shape == (8, 8, 3)  # (black: an untrained field is nowhere opaque)
+
+
+def test_bad_uploads_and_queries_get_400_with_a_message(viewer, tmp_path):
+    cases = {
+        "cannot decode image notes.png": upload(viewer, b"not an image", "notes.png"),
+        "at least 32x32": upload(
+            viewer, iio.imwrite("<bytes>", np.zeros((8, 8, 3), np.uint8), extension=".png"), "a.png"
+        ),
+        "not a readable PyTorch file": upload(viewer, b"junk", "latent.pt"),
+        "upload is empty": upload(viewer, b"", "head.png"),
+        "mode must be one of": fetch(f"{viewer.url}api/render?mode=normals"),
+        "yaw must be finite": fetch(f"{viewer.url}api/render?yaw=nan"),
+        "renders no semantic maps": fetch(f"{viewer.url}api/render?mode=semantics"),
+        "appearance cannot be swapped": upload(viewer, b"x", "head.png", route="appearance"),
+    }
+    for message, response in cases.items():
+        assert response.status == 400 and message in response.json()["error"], (message, response.body)
+
+
+def test_latent_uploads_are_loaded_safely_and_truncation_reaches_the_average(viewer):
+    model = viewer.session.model
+    shape = (1, model.generator.num_ws, model.w_avg.shape[0])
+    renders = []
+    for seed in (1, 2):
+        buffer = io.BytesIO()
+        torch.save(
+            {"w": torch.randn(shape, generator=torch.Generator().manual_seed(seed)), "yaw_pitch": torch.zeros(1, 2)},
+            buffer,
+        )
+        assert upload(viewer, buffer.getvalue(), "latent.pt").status == 200
+        renders.append((render(viewer), render(viewer, truncation=0)))
+    (own_a, average_a), (own_b, average_b) = renders
+    assert differ(own_a, own_b) and np.array_equal(average_a, average_b)  # psi = 0 is the average face
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(1, 2)}, buffer)
+    wrong = upload(viewer, buffer.getvalue(), "latent.pt")
+    assert wrong.status == 400 and "no latent 'w' of shape" in wrong.json()["error"]
+    buffer = io.BytesIO()
+    torch.save({"w": threading.Lock}, buffer)  # a pickled global: refused by weights_only loading
+    assert "safe loading" in upload(viewer, buffer.getvalue(), "latent.pt").json()["error"]
+
+
+def test_superseded_render_requests_are_dropped(viewer, head_png):
+    upload(viewer, head_png.read_bytes(), "head.png")
+    statuses = {}
+
+    def request(seq: int) -> None:
+        statuses[seq] = fetch(f"{viewer.url}api/render?seq={seq}&client=stale-test").status
+
+    threads = [threading.Thread(target=request, args=(seq,)) for seq in (1, 2)]
+    with viewer.session.lock:  # the model is busy: both requests wait for it
+        for thread in threads:
+            thread.start()
+        while viewer.requests.is_latest("stale-test", 1):
+            time.sleep(POLL_S)
+    for thread in threads:
+        thread.join()
+    assert statuses == {1: 204, 2: 200}
+
+
+def test_exports(viewer, head_png, monkeypatch):
+    upload(viewer, head_png.read_bytes(), "head.png")
+    png = fetch(f"{viewer.url}api/export/view.png?yaw=0.2&quality=preview")
+    assert png.status == 200 and png.image().shape == (16, 16, 3)
+    video = fetch(f"{viewer.url}api/export/orbit.mp4?mode=depth")
+    assert video.status == 200 and video.content_type == "video/mp4"
+    assert iio.imread(video.body, extension=".mp4").shape[0] == viewer.session.options.video_frames
+    no_surface = fetch(f"{viewer.url}api/export/mesh.ply")  # an untrained field never reaches EG3D's level
+    assert no_surface.status == 400 and "never crosses level" in no_surface.json()["error"]
+    grid, _ = density_grid(viewer.session.model.generator, viewer.session.face.w, 16)
+    level = float(grid.min() + grid.max()) / 2
+    monkeypatch.setattr(viewer.session, "options", replace(viewer.session.options, mesh_level=level))
+    mesh = fetch(f"{viewer.url}api/export/mesh.ply")
+    assert mesh.status == 200 and mesh.body.startswith(b"ply\nformat binary_little_endian")
+
+
+def test_semantics_and_appearance_swap(editing_viewer, head_png):
+    info = fetch(f"{editing_viewer.url}api/info").json()
+    assert info["semantics"] and info["appearance_swap"] and not info["appearance_source"]
+    assert upload(editing_viewer, head_png.read_bytes(), "head.png").status == 200
+    semantics = render(editing_viewer, mode="semantics")
+    assert semantics.shape == (8, 8, 3)
+    buffer = io.BytesIO()
+    model = editing_viewer.session.model
+    source = torch.randn(1, model.generator.num_ws, model.w_avg.shape[0], generator=torch.Generator().manual_seed(3))
+    torch.save({"w": source}, buffer)
+    assert upload(editing_viewer, buffer.getvalue(), "other.pt", route="appearance").json()["appearance_source"]
+    assert differ(render(editing_viewer), render(editing_viewer, appearance=1))
+    for mode in ("depth", "semantics"):  # the swap keeps the geometry
+        assert np.array_equal(render(editing_viewer, mode=mode), render(editing_viewer, mode=mode, appearance=1))
+
+
+def test_tool_refuses_a_bad_checkpoint_with_exit_code_2(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "viewer.py"), f"checkpoint={bad}", "port=0"],
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        cwd=tmp_path,
+    )
+    assert result.returncode == INPUT_ERROR_EXIT_CODE, result.stderr
+    assert "viewer: error:" in result.stderr and "not a readable safetensors" in result.stderr
+
+
+def test_refinement_after_the_encoder_changes_the_latent(head_png):
+    model = tiny_face_model()
+    encoder_only, refined = ViewerSession(model), ViewerSession(model, ViewerOptions(refine_steps=2))
+    for session in (encoder_only, refined):
+        session.set_face(head_png.read_bytes(), head_png.name)
+    assert not torch.equal(encoder_only.face.w, refined.face.w)
+
+
+def test_tool_serves_the_input_it_was_started_with(viewer, head_png, tmp_path):
+    bundle = save_bundle(viewer.session.model, tmp_path / "model.safetensors")
+    command = [sys.executable, str(ROOT / "tools" / "viewer.py"), f"checkpoint={bundle}", f"input={head_png}", "port=0"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(TOOL_TIMEOUT_S, process.kill)
+    watchdog.start()
+    try:
+        lines = iter(process.stdout.readline, "")
+        url = next(line.split("open ")[1].split()[0] for line in lines if "viewer: open" in line)
+        assert fetch(f"{url}api/info").json()["face"]["name"] == head_png.name
+        process.send_signal(signal.SIGINT)
+        assert process.wait() == 0, process.stderr.read()
+    finally:
+        watchdog.cancel()
+        process.kill()

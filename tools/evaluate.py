@@ -1,0 +1,266 @@
+"""Evaluate a trained model on the synthetic heads' held-out test split, with a fixed protocol.
+
+Protocol (``PROTOCOL``; identities and seed are config values written to the output):
+  * identities: the test split's first ``num_identities`` seeds (10_000_000 + i), rendered exactly;
+  * input: each identity's frontal view (yaw 0, pitch 0) at the model's image resolution;
+  * reconstruction: the encoder's latent rendered at the encoder's pose, against the input (PSNR, SSIM, LPIPS),
+    its depth against the input's exact depth (scale-aware and scale-invariant errors), semantic mIoU if the
+    generator renders semantics;
+  * novel views: rendered at the *estimated* pose +-30 degrees of yaw, against the exact renders at the true
+    pose +-30 degrees (PSNR, SSIM, LPIPS, depth errors);
+  * multi-view consistency: the reconstruction warped into each novel view through its depth (reprojection error);
+  * pose error: the encoder on all 15 views (yaw -30..30, pitch -10..10 degrees) of every identity;
+  * FID/KID: random samples (seeded) at the same 15 views, against all 15 views of every identity.
+
+    python tools/evaluate.py checkpoint=model.safetensors
+    python tools/evaluate.py checkpoint=last.ckpt device=cuda num_identities=256 wandb.enabled=true
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import hydra
+import torch
+import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from pix2nerf.data import SyntheticHeads
+from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, FaceModel, InputError, load_model
+from pix2nerf.losses.perceptual import PerceptualWeightsMissing
+from pix2nerf.metrics import (
+    InceptionDistances,
+    InceptionUnavailable,
+    LPIPSMetric,
+    depth_errors,
+    inception_distances,
+    mean_iou,
+    pose_error_degrees,
+    psnr,
+    reprojection_error,
+    ssim,
+)
+from pix2nerf.networks import GeneratorOutput
+
+INPUT_VIEW = (0.0, 0.0)
+NOVEL_YAW_OFFSETS = (math.radians(-30.0), math.radians(30.0))
+PROTOCOL = {
+    "split": "synthetic heads test (identity seeds 10_000_000 + i)",
+    "input_view_yaw_pitch_deg": [0.0, 0.0],
+    "novel_view_yaw_offsets_deg": [-30.0, 30.0],
+    "pose_error_views": "yaw -30, -15, 0, 15, 30 x pitch -10, 0, 10 degrees",
+    "fid_kid": "random samples at the 15 test views vs the 15 test views of every identity",
+}
+
+
+def view_index(heads: SyntheticHeads, yaw: float, pitch: float) -> int:
+    """Index in the test split's view grid of the view at (yaw, pitch) radians."""
+    distances = [abs(view_yaw - yaw) + abs(view_pitch - pitch) for view_yaw, view_pitch in heads.eval_grid]
+    index = min(range(len(distances)), key=distances.__getitem__)
+    if distances[index] > 1e-6:
+        raise ValueError(f"the test split has no view at yaw {yaw:.4f}, pitch {pitch:.4f} rad")
+    return index
+
+
+def stack(items: list[dict], key: str, device: torch.device) -> Tensor:
+    """One field of data-set items, batched on ``device``."""
+    return torch.stack([torch.as_tensor(item[key]) for item in items]).to(device)
+
+
+class Evaluation:
+    """Per-image scores (lists of (B,) tensors) and metrics over the whole set, for one model."""
+
+    def __init__(self, model: FaceModel, cfg: DictConfig, device: torch.device) -> None:
+        self.model, self.cfg, self.device = model, cfg, device
+        self.heads = SyntheticHeads("test", model.resolution, cfg.num_identities, prior=model.prior)
+        self.views = len(self.heads.eval_grid)
+        self.scores: dict[str, list[Tensor]] = defaultdict(list)
+        self.labels: list[tuple[Tensor, Tensor]] = []
+        self.z_generator = torch.Generator().manual_seed(cfg.seed)
+        self.lpips = self.perceptual(cfg.lpips)
+        self.inception = self.distributions(cfg.fid)
+
+    def perceptual(self, options: DictConfig) -> dict[str, LPIPSMetric] | None:
+        """LPIPS for reconstructions and novel views, or None when skipped (missing backbone weights)."""
+        try:
+            return {
+                part: LPIPSMetric(options.net, offline_random_backbone=options.offline_random_backbone).to(self.device)
+                for part in ("recon", "novel")
+            }
+        except PerceptualWeightsMissing as error:
+            if not options.skip_if_missing:
+                raise
+            print(f"skipping LPIPS (lpips.skip_if_missing=true): {error}", file=sys.stderr)
+            return None
+
+    def distributions(self, options: DictConfig) -> InceptionDistances | None:
+        if not options.enabled:
+            return None
+        subset_size = min(options.kid_subset_size, self.cfg.num_identities * self.views)
+        metric = inception_distances(
+            options.weights_path,
+            skip_missing=options.skip_if_missing,
+            kid_subsets=options.kid_subsets,
+            kid_subset_size=subset_size,
+        )
+        return metric.to(self.device) if metric is not None else None
+
+    def render(self, w: Tensor, yaw_pitch: Tensor) -> GeneratorOutput:
+        """Latents (B, num_ws, w_dim) at (yaw, pitch) (B, 2), at the configured neural resolution."""
+        return self.model.render(w, yaw_pitch, resolution=self.cfg.neural_resolution)
+
+    @torch.no_grad()
+    def identities(self, first: int, count: int) -> None:
+        """Score identities ``first .. first + count - 1``."""
+        indices = [identity * self.views + v for identity in range(first, first + count) for v in range(self.views)]
+        items = self.heads.__getitems__(indices)
+        by_view = [items[v :: self.views] for v in range(self.views)]  # per view: one item per identity
+        all_images, all_angles = stack(items, "image", self.device), stack(items, "yaw_pitch", self.device)
+        self.scores["pose_error_deg"].append(pose_error_degrees(self.model.encode(all_images).yaw_pitch, all_angles))
+        if self.inception is not None:
+            self.distribution_samples(all_images, all_angles)
+
+        inputs = by_view[view_index(self.heads, *INPUT_VIEW)]
+        real = stack(inputs, "image", self.device)
+        encoded = self.model.encode(real)
+        recon = self.render(encoded.w, encoded.yaw_pitch)
+        self.image_scores("recon", recon.image, real)
+        self.depth_scores("recon", recon.depth, stack(inputs, "depth", self.device))
+        if recon.semantics is not None:
+            target = stack(inputs, "semantics", self.device)
+            logits = F.interpolate(recon.semantics, size=target.shape[-2:], mode="nearest")
+            self.labels.append((logits.argmax(1).cpu(), target.cpu()))
+
+        cameras = self.model.cameras(encoded.yaw_pitch)
+        for offset in NOVEL_YAW_OFFSETS:
+            truth = by_view[view_index(self.heads, INPUT_VIEW[0] + offset, INPUT_VIEW[1])]
+            angles = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=self.device)
+            novel = self.render(encoded.w, angles)
+            self.image_scores("novel", novel.image, stack(truth, "image", self.device))
+            self.depth_scores("novel", novel.depth, stack(truth, "depth", self.device))
+            self.scores["reprojection_error"].append(
+                reprojection_error(
+                    recon.image_raw,
+                    recon.depth,
+                    cameras,
+                    novel.image_raw,
+                    self.model.cameras(angles),
+                    depth_b=novel.depth,
+                )
+            )
+
+    def image_scores(self, part: str, prediction: Tensor, target: Tensor) -> None:
+        self.scores[f"{part}_psnr"].append(psnr(prediction, target))
+        self.scores[f"{part}_ssim"].append(ssim(prediction, target))
+        if self.lpips is not None:
+            self.lpips[part].update(prediction, target)
+
+    def depth_scores(self, part: str, prediction: Tensor, target: Tensor) -> None:
+        """Depth rendered at neural resolution, upsampled (nearest) to the ground truth's."""
+        prediction = F.interpolate(prediction, size=target.shape[-2:], mode="nearest")
+        errors = depth_errors(prediction, target)
+        for name in ("mae", "rmse", "scaled_mae", "silog"):
+            self.scores[f"{part}_depth_{name}"].append(getattr(errors, name))
+
+    def distribution_samples(self, real: Tensor, yaw_pitch: Tensor) -> None:
+        """Real test views and as many random samples (seeded, truncated) at the same views."""
+        generator = self.model.generator
+        z = torch.randn(len(real), generator.z_dim, generator=self.z_generator).to(self.device)
+        frontal = self.model.cameras(torch.zeros(len(real), 2, device=self.device)).label()
+        w = generator.mapping(z, frontal, truncation_psi=self.cfg.fid.truncation_psi)
+        self.inception.update(real, real=True)
+        self.inception.update(self.render(w, yaw_pitch).image, real=False)
+
+    def run(self) -> dict[str, float]:
+        """All identities in batches; the means of every score over the test set."""
+        torch.manual_seed(self.cfg.seed)
+        for first in range(0, self.cfg.num_identities, self.cfg.batch_size):
+            self.identities(first, min(self.cfg.batch_size, self.cfg.num_identities - first))
+        metrics = {name: torch.cat(values).double().nanmean().item() for name, values in self.scores.items()}
+        if self.lpips is not None:
+            metrics.update({f"{part}_lpips": metric.compute().item() for part, metric in self.lpips.items()})
+        if self.labels:
+            predicted, target = (torch.cat(parts) for parts in zip(*self.labels, strict=True))
+            classes = self.model.generator.num_semantic_classes
+            metrics["recon_semantic_miou"] = mean_iou(predicted, target, classes).item()
+        if self.inception is not None:
+            scores = self.inception.compute()
+            metrics.update({"fid": scores.fid, "kid_mean": scores.kid_mean, "kid_std": scores.kid_std})
+        return dict(sorted(metrics.items()))
+
+
+def log_to_wandb(cfg: DictConfig, result: dict) -> None:
+    """The metrics as a W&B table and run summary (WANDB_MODE=offline/disabled is honoured by wandb itself)."""
+    import wandb
+
+    run = wandb.init(
+        project=cfg.wandb.project,
+        name=cfg.wandb.name,
+        job_type="evaluation",
+        config=result["protocol"],
+        dir=HydraConfig.get().runtime.output_dir,
+    )
+    table = wandb.Table(columns=["metric", "value"], data=[[k, v] for k, v in result["metrics"].items()])
+    run.log({"evaluation": table})
+    run.summary.update({f"eval/{k}": v for k, v in result["metrics"].items()})
+    run.finish()
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Load the model, run the protocol, return the JSON-ready result."""
+    if not cfg.checkpoint:
+        raise InputError("pass the model to evaluate: checkpoint=PATH (a .safetensors bundle or a Lightning .ckpt)")
+    if cfg.num_identities < 2:
+        raise InputError(f"num_identities must be at least 2 (FID/KID and spreads need two), got {cfg.num_identities}")
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device=cuda was requested but no CUDA device is available; use device=cpu")
+    model = load_model(cfg.checkpoint, device)
+    start = time.perf_counter()
+    metrics = Evaluation(model, cfg, device).run()
+    protocol = {
+        **PROTOCOL,
+        "num_identities": cfg.num_identities,
+        "seed": cfg.seed,
+        "resolution": model.resolution,
+        "neural_resolution": cfg.neural_resolution or model.generator.neural_resolution,
+        "encoder": model.encoder is not None,
+    }
+    return {
+        "checkpoint": str(cfg.checkpoint),
+        "protocol": protocol,
+        "metrics": metrics,
+        "skipped": [name for name, kept in (("lpips", "recon_lpips"), ("fid", "fid")) if kept not in metrics],
+        "seconds": round(time.perf_counter() - start, 2),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+@hydra.main(version_base=None, config_path="../configs/eval", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        result = evaluate(cfg)
+    except (InputError, InceptionUnavailable, PerceptualWeightsMissing) as error:
+        print(f"evaluate: error: {error}", file=sys.stderr)
+        sys.exit(INPUT_ERROR_EXIT_CODE)
+    width = max(map(len, result["metrics"]))
+    for name, value in result["metrics"].items():
+        print(f"{name:<{width}} {value:10.4f}")
+    if cfg.output_json:
+        path = Path(cfg.output_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2))
+        print(f"wrote {path}")
+    if cfg.wandb.enabled:
+        log_to_wandb(cfg, result)
+
+
+if __name__ == "__main__":
+    main()

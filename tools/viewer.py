@@ -1,0 +1,69 @@
+"""Interactive web viewer: upload a face photo, orbit and zoom around its 3D reconstruction, export views.
+
+python tools/viewer.py checkpoint=checkpoints/synthetic_heads_32.safetensors
+python tools/viewer.py checkpoint=run.ckpt input=face.png port=8000 refine_steps=50
+
+Open the printed URL (http://127.0.0.1:8765/ by default). A missing or bad checkpoint or input, or a port in use,
+ends with a one-line error and exit code 2. Options: configs/infer/viewer.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError, load_model
+from pix2nerf.viewer import ViewerOptions, ViewerServer, ViewerSession, make_server
+
+
+def options_from_config(cfg: DictConfig) -> ViewerOptions:
+    """The tool's config -> :class:`ViewerOptions` (same key names)."""
+    values = OmegaConf.to_container(cfg, resolve=True)
+    return ViewerOptions(**{f.name: values[f.name] for f in dataclasses.fields(ViewerOptions) if f.name in values})
+
+
+def build(cfg: DictConfig) -> ViewerServer:
+    """Load the model (and the optional first face) and bind the server; user errors raise InputError."""
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
+    device = "cpu" if device == "auto" else device
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    start = time.perf_counter()
+    model = load_model(cfg.checkpoint, device)
+    print(f"loaded {cfg.checkpoint} in {time.perf_counter() - start:.2f} s ({model.resolution}^2, {device})")
+    session = ViewerSession(model, options_from_config(cfg))
+    if cfg.input:
+        path = Path(cfg.input)
+        if not path.is_file():
+            raise InputError(f"input {path} does not exist; pass an image or a latent.pt")
+        session.set_face(path.read_bytes(), path.name)
+    try:
+        return make_server(session, cfg.host, cfg.port)
+    except OSError as error:
+        raise InputError(f"cannot listen on {cfg.host}:{cfg.port} ({error.strerror}); choose another port=") from error
+
+
+@hydra.main(version_base=None, config_path="../configs/infer", config_name="viewer")
+def main(cfg: DictConfig) -> None:
+    try:
+        server = build(cfg)
+    except InputError as error:
+        print(f"viewer: error: {error}", file=sys.stderr)
+        sys.exit(INPUT_ERROR_EXIT_CODE)
+    print(f"pix2nerf viewer: open {server.url} (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
