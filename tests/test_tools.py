@@ -42,45 +42,6 @@ def test_render_test_scene_writes_images(tmp_path):
     assert np.all(rgb[3, 3] == 255) and not np.all(centre == 255)
 
 
-def test_benchmark_reports_every_stage(tmp_path):
-    output = tmp_path / "bench.json"
-    stdout = run_tool(
-        "benchmark.py",
-        "resolution=8",
-        "num_samples=8",
-        "repeats=1",
-        "warmup=0",
-        "heads_resolutions=[8]",
-        "heads_batch_size=2",
-        "generator_fields=[triplane,hashgrid]",
-        "generator_resolutions=[8]",
-        "generator.plane_resolution=16",
-        "generator.channel_base=64",
-        "generator.channel_max=8",
-        "generator.num_coarse=4",
-        "generator.num_importance=4",
-        "generator.hash_levels=2",
-        "generator.hash_table_size_log2=8",
-        f"output_json={output}",
-        cwd=tmp_path,
-    )
-    results = json.loads(output.read_text())["results"]
-    assert [r["name"].split(" (")[0] for r in results] == [
-        "rays 8^2",
-        "composite fwd",
-        "render snowman",
-        "composite fwd+bwd",
-        "synthetic heads 8^2",
-        "render triplane",
-        "train step triplane",
-        "render hashgrid",
-        "train step hashgrid",
-    ]
-    assert results[-1]["images_per_second"] > 0
-    assert all(r["rays_per_second"] > 0 for r in results)
-    assert "composite fwd" in stdout
-
-
 def test_fit_head_learns_held_out_views(tmp_path):
     output = tmp_path / "fit.json"
     overrides = [

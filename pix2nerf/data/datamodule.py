@@ -58,6 +58,8 @@ class FaceDataModule(L.LightningDataModule):
         prior: camera prior of synthetic training views and of folder images.
         val_size: validation items (synthetic: held-out test identities seen from yaw 0 or +-15 degrees;
             otherwise the first items).
+        test_size: test items (synthetic: the frontal views of the first ``test_size`` held-out identities,
+            the protocol of ``tools/evaluate.py``; otherwise the validation items).
         with_semantics: also load semantic masks (synthetic heads always have them; EG3D needs ``masks/``).
         seed: shuffling and synthetic camera seed.
     """
@@ -74,6 +76,7 @@ class FaceDataModule(L.LightningDataModule):
         epoch_length: int = 10_000,
         prior: PosePrior = FACE_PRIOR,
         val_size: int = 8,
+        test_size: int = 64,
         with_semantics: bool = False,
         seed: int = 0,
     ) -> None:
@@ -87,6 +90,7 @@ class FaceDataModule(L.LightningDataModule):
         self.prior = PosePrior(**prior) if isinstance(prior, dict) else prior
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -104,6 +108,9 @@ class FaceDataModule(L.LightningDataModule):
                 key=lambda v: abs(test.eval_grid[v][0]),
             )[:3]
             self.val_set = Subset(test, [i * views + central[i % len(central)] for i in range(h.val_size)])
+            held_out = SyntheticHeads("test", h.resolution, num_identities=max(1, h.test_size))
+            frontal = held_out.eval_grid.index((0.0, 0.0))
+            self.test_set = Subset(held_out, [i * views + frontal for i in range(h.test_size)])
         else:
             if h.source == "eg3d":
                 data = EG3DDataset(h.path, h.resolution, h.xflip, load_masks=h.with_semantics)
@@ -111,6 +118,7 @@ class FaceDataModule(L.LightningDataModule):
                 data = ImageFolderDataset(h.path, h.resolution, self.prior, h.seed)
             self.train_set = data
             self.val_set = Subset(data, list(range(min(h.val_size, len(data)))))
+            self.test_set = self.val_set
 
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
@@ -127,3 +135,7 @@ class FaceDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate)
+
+    def test_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return DataLoader(self.test_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate)

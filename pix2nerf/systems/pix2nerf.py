@@ -12,6 +12,7 @@ from torch import Tensor
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, prior_cameras, sample_yaw_pitch, yaw_pitch
 from pix2nerf.data.heads import render_heads, sample_heads
+from pix2nerf.io import load_generator_bundle
 from pix2nerf.losses import generator_loss
 from pix2nerf.losses.perceptual import LPIPS
 from pix2nerf.metrics import depth_errors, mean_iou, pose_error_degrees, psnr, reprojection_error, ssim
@@ -60,6 +61,8 @@ class Pix2NeRF(GAN3D):
         generator_mode: ``"train"`` (G keeps its GAN training and also learns from (3) and (4)) or
             ``"freeze"`` (a pretrained G stays fixed; only D and the encoder train).
         gan_checkpoint: a GAN3D Lightning checkpoint to start G, its EMA and D from.
+        generator_bundle: an inference bundle (e.g. an EG3D model imported with ``tools/import_eg3d.py``) to start
+            G and its EMA from; its generator spec must equal ``generator``'s. Exclusive with ``gan_checkpoint``.
         lpips_net, lpips_offline_random: LPIPS backbone; the offline random backbone is for tests only.
         encoder_augment_p: probability of each encoder-input augmentation.
         novel_prior: camera prior of the novel views in (4) and of the generated images in (2).
@@ -84,6 +87,7 @@ class Pix2NeRF(GAN3D):
         warmup_steps: int = 1000,
         generator_mode: Literal["train", "freeze"] = "train",
         gan_checkpoint: str | None = None,
+        generator_bundle: str | None = None,
         lpips_net: Literal["alex", "vgg", "squeeze"] = "alex",
         lpips_offline_random: bool = False,
         encoder_augment_p: float = 0.5,
@@ -108,8 +112,12 @@ class Pix2NeRF(GAN3D):
         self.novel_prior = PosePrior(**novel_prior) if isinstance(novel_prior, dict) else novel_prior
         self.lpips = LPIPS(lpips_net, offline_random_backbone=lpips_offline_random) if lpips_weight > 0 else None
         self.encoder_augmentation = encoder_augmentation(encoder_augment_p)
+        if gan_checkpoint and generator_bundle:
+            raise ValueError("pass gan_checkpoint or generator_bundle, not both")
         if gan_checkpoint:
             self.load_gan(gan_checkpoint)
+        if generator_bundle:
+            load_generator_bundle(generator_bundle, self.generator, self.generator_ema)
         if generator_mode == "freeze":
             self.generator.requires_grad_(False)
 

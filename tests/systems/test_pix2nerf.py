@@ -130,6 +130,17 @@ def test_cli_trains_pix2nerf(tmp_path):
     metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text()
     for name in ("train/latent", "train/lpips", "val/novel_psnr", "val/pose_error_deg", "val/depth_error"):
         assert name in metrics
+    checkpoint = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    test = run_cli(
+        "test",
+        *("-c", str(PIX2NERF), "-c", str(TINY), "-c", str(PIX2NERF_TINY)),
+        "--data.init_args.test_size=2",
+        f"--ckpt_path={checkpoint}",
+        cwd=tmp_path,
+    )
+    assert test.returncode == 0, test.stderr[-3000:]
+    for name in ("test/novel_psnr", "test/pose_error_deg", "test/depth_silog", "test/reprojection_error"):
+        assert name in test.stdout
 
 
 @pytest.mark.parametrize(
