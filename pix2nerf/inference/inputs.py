@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pix2nerf.data.images import ImageReadError, read_image
+from pix2nerf.data.images import ImageReadError, decode_image, read_image
 from pix2nerf.inference.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -59,14 +59,28 @@ def load_face(
         image = read_image(path, background)
     except ImageReadError as error:
         raise InputError(str(error)) from error
+    return prepare_face(image, str(path), resolution, detector)
+
+
+def decode_face(data: bytes, name: str, resolution: int, detector: FaceDetector = "none", background=WHITE) -> Tensor:
+    """Image bytes (an upload) as the model's input, converted like :func:`load_face`."""
+    try:
+        image = decode_image(data, name, background)
+    except ImageReadError as error:
+        raise InputError(str(error)) from error
+    return prepare_face(image, name, resolution, detector)
+
+
+def prepare_face(image: Tensor, name: str, resolution: int, detector: FaceDetector = "none") -> Tensor:
+    """A decoded image (3, H, W) in [-1, 1] -> the model's input (3, resolution, resolution)."""
     height, width = image.shape[-2:]
     if min(height, width) < MIN_INPUT_SIZE:
         raise InputError(
-            f"image {path} is {width}x{height} pixels; at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} is needed "
+            f"image {name} is {width}x{height} pixels; at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} is needed "
             "(use a larger crop of the face)"
         )
     if detector == "haar":
-        image = crop_to_face(image, detect_face(image, str(path)))
+        image = crop_to_face(image, detect_face(image, name))
     elif detector != "none":
         raise InputError(f"unknown face detector {detector!r}; use 'none' (pre-aligned crops) or 'haar'")
     return fit_to_resolution(image, resolution)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -114,29 +115,29 @@ def refine(
     if options.optimize_pose:
         groups.append({"params": [yaw_pitch], "lr": options.pose_learning_rate})
     optimizer = torch.optim.Adam(groups)
-    losses = []
+    losses: list[float] = []
     bar = tqdm(total=options.steps + options.finetune_steps, desc="refining", disable=not progress, leave=False)
-    for _ in range(options.steps):
-        loss = loss_fn(w, yaw_pitch, None) + options.latent_weight * (w - start.w).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        bar.update()
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+
+    def minimise(optimizer: torch.optim.Optimizer, objective: Callable[[], Tensor], steps: int) -> None:
+        for _ in range(steps):
+            loss = objective()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+
+    def latent_objective() -> Tensor:
+        return loss_fn(w, yaw_pitch, None) + options.latent_weight * (w - start.w).square().mean()
+
+    minimise(optimizer, latent_objective, options.steps)
     w, yaw_pitch = w.detach(), yaw_pitch.detach()
     tuned = None
     if options.finetune_steps > 0:
         tuned = copy.deepcopy(model.generator).requires_grad_(True)
         tuner = torch.optim.Adam(tuned.parameters(), lr=options.finetune_learning_rate)
-        for _ in range(options.finetune_steps):
-            loss = loss_fn(w, yaw_pitch, tuned)
-            tuner.zero_grad(set_to_none=True)
-            loss.backward()
-            tuner.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        minimise(tuner, lambda: loss_fn(w, yaw_pitch, tuned), options.finetune_steps)
         tuned.requires_grad_(False).eval()
     bar.close()
     torch.random.set_rng_state(generator_state)

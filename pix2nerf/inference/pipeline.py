@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from pix2nerf.data.semantics import PALETTE
 from pix2nerf.inference import paths
 from pix2nerf.inference.inputs import FaceDetector, load_face
 from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
@@ -84,38 +85,11 @@ def depth_frames(depth: Tensor, opacity: Tensor) -> Tensor:
     return (shade * 2 - 1).expand(-1, 3, -1, -1)
 
 
-CELEBAMASK_COLORS = torch.tensor(
-    [
-        [0, 0, 0],
-        [204, 0, 0],
-        [76, 153, 0],
-        [204, 204, 0],
-        [51, 51, 255],
-        [204, 0, 204],
-        [0, 255, 255],
-        [255, 204, 204],
-        [102, 51, 0],
-        [255, 0, 0],
-        [102, 204, 0],
-        [255, 255, 0],
-        [0, 0, 153],
-        [0, 0, 204],
-        [255, 51, 153],
-        [0, 204, 204],
-        [0, 51, 0],
-        [255, 153, 51],
-        [0, 204, 0],
-    ],  # fmt: skip
-    dtype=torch.float32,
-)
-"""The colour palette CelebAMask-HQ's tools use for its 19 classes (index = class id)."""
-
-
 def semantic_frames(logits: Tensor) -> Tensor:
     """Semantic logits (N, K, h, w) -> label colours (N, 3, h, w) in [-1, 1] (CelebAMask-HQ palette, cycled)."""
     labels = logits.argmax(1)
-    colors = CELEBAMASK_COLORS.to(logits.device)[labels % len(CELEBAMASK_COLORS)]
-    return colors.permute(0, 3, 1, 2) / 127.5 - 1
+    colors = PALETTE.to(logits.device)[labels % len(PALETTE)]
+    return colors.permute(0, 3, 1, 2) * 2 - 1
 
 
 def write_video(path: Path, images: Tensor, fps: int, gif: bool) -> list[str]:

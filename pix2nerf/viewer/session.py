@@ -22,10 +22,9 @@ import torch
 from torch import Tensor
 
 from pix2nerf.cameras import Cameras, look_at
-from pix2nerf.data.images import ImageReadError, decode_image
 from pix2nerf.inference import FaceModel, InputError, paths
 from pix2nerf.inference.editing import interpolate_appearance
-from pix2nerf.inference.inputs import MIN_INPUT_SIZE, WHITE, fit_to_resolution
+from pix2nerf.inference.inputs import decode_face
 from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
 from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_ply
 from pix2nerf.inference.pipeline import depth_frames, semantic_frames, to_frames, write_video
@@ -142,22 +141,6 @@ def load_latent(data: bytes, name: str, model: FaceModel) -> Inversion:
         raise InputError(f"{name}: 'yaw_pitch' must be a (1, 2) tensor of radians")
     device = model.w_avg.device
     return Inversion(w=w.float().to(device), yaw_pitch=yaw_pitch.float().to(device))
-
-
-def decode_face(data: bytes, name: str, resolution: int) -> Tensor:
-    """An uploaded image as the model's input (3, resolution, resolution), converted like
-    :func:`pix2nerf.inference.inputs.load_face` (grayscale to RGB, RGBA onto white, centre crop)."""
-    try:
-        image = decode_image(data, name, WHITE)
-    except ImageReadError as error:
-        raise InputError(str(error)) from error
-    height, width = image.shape[-2:]
-    if min(height, width) < MIN_INPUT_SIZE:
-        raise InputError(
-            f"image {name} is {width}x{height} pixels; at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} is needed "
-            "(use a larger crop of the face)"
-        )
-    return fit_to_resolution(image, resolution)
 
 
 class ViewerSession:
