@@ -91,7 +91,7 @@ def test_torchmetrics_fid_and_kid_match_the_closed_forms():
 
 
 def test_missing_inception_weights_name_the_file_the_folder_and_the_url(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # robust to an earlier set_dir
     folder = tmp_path / "hub" / "checkpoints"
     with pytest.raises(InceptionWeightsMissing) as error:
         load_inception()
