@@ -28,27 +28,32 @@ class Mesh:
 
 
 @torch.no_grad()
-def density_grid(generator: Generator, w: Tensor, resolution: int = 128, chunk: int = 2**18) -> tuple[Tensor, float]:
-    """Activated density on a resolution^3 grid covering the field's box: ((R, R, R) indexed [x, y, z], box side)."""
+def density_grid(
+    generator: Generator, params: Tensor, resolution: int = 128, chunk: int = 2**18
+) -> tuple[Tensor, float]:
+    """Activated density on a resolution^3 grid covering the field's box: ((R, R, R) indexed [x, y, z], box side).
+
+    ``params``: the field of one latent, ``generator.field_params(w)`` (tri-planes (1, 3, C, H, W) or ws).
+    """
     box = float(generator.head.box_warp)
-    params = generator.field_params(w, noise_mode="const")
-    axis = torch.linspace(-box / 2, box / 2, resolution, device=w.device)
+    axis = torch.linspace(-box / 2, box / 2, resolution, device=params.device)
     points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 3)
     sigma = torch.cat([generator.query(part, params).sigma for part in points.split(chunk, dim=1)], dim=1)
     return density_activation(sigma).reshape(resolution, resolution, resolution), box
 
 
 @torch.no_grad()
-def field_colors(generator: Generator, w: Tensor, points: Tensor, chunk: int = 2**18) -> Tensor:
-    """RGB in [0, 1] (N, 3) of the field's first three feature channels at points (N, 3)."""
-    params = generator.field_params(w, noise_mode="const")
+def field_colors(generator: Generator, params: Tensor, points: Tensor, chunk: int = 2**18) -> Tensor:
+    """RGB in [0, 1] (N, 3) of the field's first three feature channels at points (N, 3); ``params`` as in
+    :func:`density_grid`."""
     parts = [generator.query(part[None], params).features[0, :, :3] for part in points.split(chunk)]
     return torch.cat(parts).clamp(0.0, 1.0)
 
 
 def extract_mesh(generator: Generator, w: Tensor, resolution: int = 128, level: float = EG3D_DENSITY_LEVEL) -> Mesh:
     """Marching cubes at density ``level`` on the field of latent w (1, num_ws, w_dim)."""
-    density, box = density_grid(generator, w, resolution)
+    params = generator.field_params(w, noise_mode="const")
+    density, box = density_grid(generator, params, resolution)
     grid = density.cpu().numpy()
     if not grid.min() < level < grid.max():
         raise ValueError(
@@ -58,7 +63,7 @@ def extract_mesh(generator: Generator, w: Tensor, resolution: int = 128, level: 
     spacing = box / (resolution - 1)
     vertices, faces, _, _ = marching_cubes(grid, level=level, spacing=(spacing,) * 3, gradient_direction="ascent")
     vertices = (vertices - box / 2).astype(np.float32)
-    colors = field_colors(generator, w, torch.from_numpy(vertices).to(w.device))
+    colors = field_colors(generator, params, torch.from_numpy(vertices).to(w.device))
     return Mesh(vertices, faces.astype(np.int64), (colors.cpu().numpy() * 255).round().astype(np.uint8))
 
 

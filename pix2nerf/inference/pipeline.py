@@ -150,19 +150,20 @@ def novel_views(
     timed("encode", start)
     report: dict[str, Any] = {"input": str(image_path), "resolution": model.resolution}
     with torch.no_grad():
-        encoded_view = model.render(inversion.w, inversion.yaw_pitch).image
-    report["psnr_encoder"] = psnr(encoded_view, image[None]).item()
+        reconstruction = model.render(inversion.w, inversion.yaw_pitch).image
+    report["psnr_encoder"] = psnr(reconstruction, image[None]).item()
     if options.refine.steps > 0 or options.refine.finetune_steps > 0:
         start = time.perf_counter()
         inversion = refine(model, image, inversion, options.refine, progress)
         timed("refine", start)
+        with torch.no_grad():
+            reconstruction = model.render(inversion.w, inversion.yaw_pitch, generator=inversion.generator).image
     generator = inversion.generator
-    with torch.no_grad():
-        reconstruction = model.render(inversion.w, inversion.yaw_pitch, generator=generator).image
     report["psnr_reconstruction"] = psnr(reconstruction, image[None]).item()
     iio.imwrite(out / "reconstruction.png", to_frames(reconstruction)[0])
     torch.save({"w": inversion.w.cpu(), "yaw_pitch": inversion.yaw_pitch.cpu()}, out / "latent.pt")
-    (out / "camera.json").write_text(json.dumps(camera_record(model, inversion), indent=2))
+    camera = camera_record(model, inversion)
+    (out / "camera.json").write_text(json.dumps(camera, indent=2))
 
     def render(angles: Tensor) -> Views:
         return render_views(
@@ -214,7 +215,7 @@ def novel_views(
 
     report.update(
         {
-            "camera": camera_record(model, inversion),
+            "camera": camera,
             "frames": len(path),
             "refinement_losses": inversion.losses[:: max(1, len(inversion.losses) // 20)],
             "timings_seconds": timings,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pix2nerf.cameras import Cameras
 from pix2nerf.inference.model import FaceModel
 from pix2nerf.networks.generator import Generator
 
@@ -28,6 +29,47 @@ def views_per_batch(resolution: int, samples_per_ray: int, max_samples: int) -> 
 
 
 @torch.no_grad()
+def render_cameras(
+    generator: Generator,
+    w: Tensor,
+    cameras: Cameras,
+    resolution: int | None = None,
+    num_coarse: int | None = None,
+    num_importance: int | None = None,
+    max_samples: int = 2**22,
+) -> Views:
+    """Render latent w (1, num_ws, w_dim) from every camera (N of them), in batches of at most ``max_samples``
+    ray samples (about 100 bytes each per feature channel on CPU). The field (tri-planes) is computed once.
+
+    ``resolution`` is the neural rendering size (default: the generator's).
+    """
+    resolution = resolution or generator.neural_resolution
+    coarse = generator.renderer.num_coarse if num_coarse is None else num_coarse
+    fine = generator.renderer.num_importance if num_importance is None else num_importance
+    batch = views_per_batch(resolution, coarse + fine, max_samples)
+    params = generator.field_params(w, noise_mode="const")
+    parts: list[Views] = []
+    for start in range(0, len(cameras), batch):
+        chunk = cameras[start : start + batch]
+        size = len(chunk)
+        out = generator.synthesis(
+            w.expand(size, -1, -1),
+            chunk,
+            resolution,
+            num_coarse,
+            num_importance,
+            noise_mode="const",
+            params=params.expand(size, *params.shape[1:]),
+        )
+        parts.append(Views(out.image, out.depth, out.opacity, out.semantics))
+    return Views(
+        images=torch.cat([p.images for p in parts]),
+        depth=torch.cat([p.depth for p in parts]),
+        opacity=torch.cat([p.opacity for p in parts]),
+        semantics=torch.cat([p.semantics for p in parts]) if parts[0].semantics is not None else None,
+    )
+
+
 def render_views(
     model: FaceModel,
     w: Tensor,
@@ -38,23 +80,7 @@ def render_views(
     max_samples: int = 2**22,
     generator: Generator | None = None,
 ) -> Views:
-    """Render latent w (1, num_ws, w_dim) at each (yaw, pitch) of ``angles`` (N, 2).
-
-    ``resolution`` is the neural rendering size (default: the generator's); views are rendered in
-    batches of at most ``max_samples`` ray samples (about 100 bytes each per feature channel on CPU).
-    """
-    gen = generator or model.generator
-    resolution = resolution or gen.neural_resolution
-    coarse = gen.renderer.num_coarse if num_coarse is None else num_coarse
-    fine = gen.renderer.num_importance if num_importance is None else num_importance
-    batch = views_per_batch(resolution, coarse + fine, max_samples)
-    parts: list[Views] = []
-    for chunk in angles.to(w.device).split(batch):
-        out = model.render(w.expand(len(chunk), -1, -1), chunk, resolution, num_coarse, num_importance, generator=gen)
-        parts.append(Views(out.image, out.depth, out.opacity, out.semantics))
-    return Views(
-        images=torch.cat([p.images for p in parts]),
-        depth=torch.cat([p.depth for p in parts]),
-        opacity=torch.cat([p.opacity for p in parts]),
-        semantics=torch.cat([p.semantics for p in parts]) if parts[0].semantics is not None else None,
-    )
+    """Render latent w (1, num_ws, w_dim) at each (yaw, pitch) of ``angles`` (N, 2) on the model's camera sphere
+    (see :func:`render_cameras`); ``generator`` overrides the model's (a per-image fine-tuned copy)."""
+    cameras = model.cameras(angles.to(w.device))
+    return render_cameras(generator or model.generator, w, cameras, resolution, num_coarse, num_importance, max_samples)

@@ -28,7 +28,7 @@ from pix2nerf.inference.inputs import decode_face
 from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
 from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_ply
 from pix2nerf.inference.pipeline import depth_frames, semantic_frames, to_frames, write_video
-from pix2nerf.inference.render import views_per_batch
+from pix2nerf.inference.render import render_cameras
 from pix2nerf.networks.generator import Generator
 
 Mode = Literal["rgb", "depth", "semantics"]
@@ -247,19 +247,14 @@ class ViewerSession:
     @torch.no_grad()
     def _render(self, view: View, angles: Tensor, resolution: int) -> Tensor:
         """Display images (N, 3, H, W) in [-1, 1] of the view's mode at ``angles`` (N, 2), batched in memory."""
+        cameras = self.cameras(angles, view.zoom)
         generator, w = self._generator(), self.latent(view)
-        samples = generator.renderer.num_coarse + generator.renderer.num_importance
-        outputs = [
-            generator.synthesis(
-                w.expand(len(chunk), -1, -1), self.cameras(chunk, view.zoom), resolution, noise_mode="const"
-            )
-            for chunk in angles.split(views_per_batch(resolution, samples, self.options.max_samples))
-        ]
+        views = render_cameras(generator, w, cameras, resolution, max_samples=self.options.max_samples)
         if view.mode == "depth":
-            return depth_frames(torch.cat([o.depth for o in outputs]), torch.cat([o.opacity for o in outputs]))
+            return depth_frames(views.depth, views.opacity)
         if view.mode == "semantics":
-            return semantic_frames(torch.cat([o.semantics for o in outputs]))
-        return torch.cat([o.image for o in outputs])
+            return semantic_frames(views.semantics)
+        return views.images
 
     def render(self, view: View, still_wanted: Callable[[], bool] = lambda: True) -> bytes | None:
         """The view as a PNG; None when ``still_wanted`` says, once the lock is held, that it is no longer wanted."""

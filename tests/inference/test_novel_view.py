@@ -46,7 +46,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
 def mesh_level(bundle: Path) -> float:
     """A density level the tiny model's field crosses (an untrained field has no EG3D-like surface)."""
     model = load_model(bundle)
-    grid, _ = density_grid(model.generator, model.w_avg[None, None].expand(1, model.generator.num_ws, -1), 16)
+    w = model.w_avg[None, None].expand(1, model.generator.num_ws, -1)
+    grid, _ = density_grid(model.generator, model.generator.field_params(w, noise_mode="const"), 16)
     return float(grid.min() + grid.max()) / 2
 
 

@@ -138,7 +138,8 @@ def test_exports(viewer, head_png, monkeypatch):
     assert iio.imread(video.body, extension=".mp4").shape[0] == viewer.session.options.video_frames
     no_surface = fetch(f"{viewer.url}api/export/mesh.ply")  # an untrained field never reaches EG3D's level
     assert no_surface.status == 400 and "never crosses level" in no_surface.json()["error"]
-    grid, _ = density_grid(viewer.session.model.generator, viewer.session.face.w, 16)
+    generator = viewer.session.model.generator
+    grid, _ = density_grid(generator, generator.field_params(viewer.session.face.w, noise_mode="const"), 16)
     level = float(grid.min() + grid.max()) / 2
     monkeypatch.setattr(viewer.session, "options", replace(viewer.session.options, mesh_level=level))
     mesh = fetch(f"{viewer.url}api/export/mesh.ply")
