@@ -84,6 +84,17 @@ class FullyConnectedLayer(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
 
 
+def resize(x: Tensor, size: int | tuple[int, int], antialias: bool = True) -> Tensor:
+    """Bilinear resize of (B, C, H, W) to ``size`` (half-pixel centres, optionally antialiased), keeping the dtype.
+
+    Computed in float32: the antialiased kernel has no bf16 CPU implementation, and the resize is cheap next to
+    the convolutions it feeds.
+    """
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    out = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    return out.to(x.dtype)
+
+
 def setup_filter(taps: tuple[float, ...] = DEFAULT_FIR) -> Tensor:
     """A normalised 2D FIR filter (K, K): the outer product of ``taps`` with itself, summing to 1."""
     f = torch.as_tensor(taps, dtype=torch.float32)

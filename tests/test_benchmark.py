@@ -75,3 +75,18 @@ def test_compare_prints_both_configurations_and_their_ratios(tmp_path):
     report = json.loads(output.read_text())
     assert [row["a"] for row in report["comparison"]] == [r["name"] for r in report["results"]["A"]]
     assert all(row["speedup"] > 0 for row in report["comparison"])
+
+
+def test_bf16_runs_on_cpu_including_bf16_mixed_training(tmp_path):
+    output = tmp_path / "bf16.json"
+    benchmark(
+        "precision=bf16",
+        "heads_resolutions=[]",
+        "render.sizes=[]",
+        "inversion.enabled=false",
+        f"output_json={output}",
+        cwd=tmp_path,
+    )
+    names = [r["name"] for r in json.loads(output.read_text())["results"]]
+    assert any(name.startswith("train step triplane") for name in names)
+    assert any(name.startswith("train GAN3D") for name in names)  # dual discriminator + super-resolution

@@ -29,6 +29,7 @@ from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import SpheresField
 from pix2nerf.inference import FaceModel, load_model
 from pix2nerf.networks import Encoder, Generator
+from pix2nerf.precision import autocast as precision_autocast
 from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, stratified
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +57,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def autocast(cfg: DictConfig, device: torch.device) -> AbstractContextManager:
-    """bf16 autocast of the model benchmarks when ``precision=bf16`` (CUDA only), else a no-op."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    """bf16 autocast of the model benchmarks when ``precision=bf16``, else a no-op."""
+    return precision_autocast(cfg.precision, device)
 
 
 def measure(name: str, fn: Callable[[], object], num_rays: int, device: torch.device, warmup: int, repeats: int):
@@ -225,12 +226,13 @@ def inversion(cfg: DictConfig, device: torch.device) -> list[Result]:
         model = FaceModel(generator, encoder).to(device)
     if model.encoder is None:
         raise SystemExit(f"{cfg.inversion.checkpoint} has no encoder: nothing to benchmark for inversion")
+    model.precision = cfg.precision  # FaceModel applies its own autocast
     num_coarse, num_importance = sample_counts(cfg, device)
     image = torch.rand(1, 3, model.resolution, model.resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
     image = image.to(device)
 
     def invert() -> None:
-        with torch.no_grad(), autocast(cfg, device):
+        with torch.no_grad():
             encoded = model.encode(image)
             model.render(encoded.w, encoded.yaw_pitch, num_coarse=num_coarse, num_importance=num_importance)
 
@@ -305,8 +307,6 @@ def run_suite(cfg: DictConfig, device: torch.device) -> list[Result]:
     """Every benchmark the configuration enables, in a fixed order."""
     if cfg.precision not in ("fp32", "bf16"):
         raise SystemExit(f"precision must be fp32 or bf16, got {cfg.precision!r}")
-    if cfg.precision == "bf16" and device.type != "cuda":
-        raise SystemExit("precision=bf16 (autocast) is a CUDA option; use device=cuda or precision=fp32")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     results = rendering_core(cfg, device)

@@ -222,7 +222,7 @@ def evaluate(cfg: DictConfig) -> dict:
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device=cuda was requested but no CUDA device is available; use device=cpu")
-    model = load_model(cfg.checkpoint, device)
+    model = load_model(cfg.checkpoint, device, cfg.precision)
     start = time.perf_counter()
     metrics = Evaluation(model, cfg, device).run()
     protocol = {
@@ -232,6 +232,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "resolution": model.resolution,
         "neural_resolution": cfg.neural_resolution or model.generator.neural_resolution,
         "encoder": model.encoder is not None,
+        "precision": model.precision,
     }
     return {
         "checkpoint": str(cfg.checkpoint),

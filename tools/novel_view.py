@@ -40,8 +40,11 @@ def run(cfg: DictConfig) -> list[dict]:
     torch.manual_seed(cfg.seed)
     inputs = collect_inputs(cfg.input)
     start = time.perf_counter()
-    model = load_model(cfg.checkpoint, device)
-    print(f"loaded {cfg.checkpoint} in {time.perf_counter() - start:.2f} s ({model.resolution}^2, {device})")
+    model = load_model(cfg.checkpoint, device, cfg.precision)
+    print(
+        f"loaded {cfg.checkpoint} in {time.perf_counter() - start:.2f} s "
+        f"({model.resolution}^2, {device}, {model.precision})"
+    )
     options = options_from_config(cfg)
     reports = []
     for image_path in inputs:

@@ -35,8 +35,11 @@ def build(cfg: DictConfig) -> ViewerServer:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
-    model = load_model(cfg.checkpoint, device)
-    print(f"loaded {cfg.checkpoint} in {time.perf_counter() - start:.2f} s ({model.resolution}^2, {device})")
+    model = load_model(cfg.checkpoint, device, cfg.precision)
+    print(
+        f"loaded {cfg.checkpoint} in {time.perf_counter() - start:.2f} s "
+        f"({model.resolution}^2, {device}, {model.precision})"
+    )
     session = ViewerSession(model, options_from_config(cfg))
     if cfg.input:
         path = Path(cfg.input)

@@ -26,6 +26,7 @@ from pix2nerf.cameras import FACE_PRIOR, PosePrior
 from pix2nerf.inference.errors import InputError
 from pix2nerf.inference.model import FaceModel
 from pix2nerf.networks.specs import build_network, network_spec
+from pix2nerf.precision import resolve_precision
 
 BUNDLE_FORMAT = "pix2nerf-bundle"
 BUNDLE_VERSION = 1
@@ -82,8 +83,12 @@ def save_bundle(
     return path
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> FaceModel:
-    """A :class:`FaceModel` from a bundle (``.safetensors``) or a Lightning checkpoint (``.ckpt``)."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> FaceModel:
+    """A :class:`FaceModel` from a bundle (``.safetensors``) or a Lightning checkpoint (``.ckpt``).
+
+    ``precision``: ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where the hardware runs it faster, see
+    :func:`~pix2nerf.precision.resolve_precision`). Weights stay float32; bf16 is autocast at run time.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist; pass a .safetensors bundle or a Lightning .ckpt")
@@ -93,7 +98,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FaceMode
         specs, prior, state = _read_lightning_checkpoint(path)
     else:
         raise InputError(f"{path} is neither a bundle (.safetensors) nor a Lightning checkpoint (.ckpt)")
-    return _assemble(path, specs, prior, state).to(device)
+    model = _assemble(path, specs, prior, state).to(device)
+    model.precision = resolve_precision(precision, device)
+    return model
 
 
 def _read_bundle(path: Path) -> tuple[dict, PosePrior, dict[str, torch.Tensor]]:

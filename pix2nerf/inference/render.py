@@ -83,4 +83,7 @@ def render_views(
     """Render latent w (1, num_ws, w_dim) at each (yaw, pitch) of ``angles`` (N, 2) on the model's camera sphere
     (see :func:`render_cameras`); ``generator`` overrides the model's (a per-image fine-tuned copy)."""
     cameras = model.cameras(angles.to(w.device))
-    return render_cameras(generator or model.generator, w, cameras, resolution, num_coarse, num_importance, max_samples)
+    with model.autocast():
+        return render_cameras(
+            generator or model.generator, w, cameras, resolution, num_coarse, num_importance, max_samples
+        )

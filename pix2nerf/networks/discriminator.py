@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pix2nerf.layers import (
@@ -15,6 +14,7 @@ from pix2nerf.layers import (
     FullyConnectedLayer,
     bias_act,
     conv2d_resample,
+    resize,
     setup_filter,
 )
 from pix2nerf.networks.mapping import MappingNetwork
@@ -171,7 +171,7 @@ class Discriminator(nn.Module):
         if self.dual:
             if image_raw is None:
                 raise ValueError("a dual discriminator needs image_raw as well as image")
-            raw = F.interpolate(image_raw, size=image.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+            raw = resize(image_raw, image.shape[-2:])
             image = torch.cat([image, raw], dim=1)
         x = None
         for res in self.block_resolutions:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pix2nerf.layers import FullyConnectedLayer
+from pix2nerf.layers import FullyConnectedLayer, resize
 from pix2nerf.networks.discriminator import DiscriminatorBlock, residual_layout
 from pix2nerf.networks.specs import init_arguments
 
@@ -63,8 +63,7 @@ class Encoder(nn.Module):
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"the encoder takes RGB images (B, 3, H, W), got {tuple(image.shape)}")
         if image.shape[-2:] != (self.img_resolution, self.img_resolution):
-            size = (self.img_resolution, self.img_resolution)
-            image = nn.functional.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+            image = resize(image, self.img_resolution)
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, image)

@@ -17,6 +17,7 @@ from pix2nerf.networks.mapping import DecoupledMapping, MappingNetwork
 from pix2nerf.networks.specs import init_arguments
 from pix2nerf.networks.superresolution import SuperResolution
 from pix2nerf.networks.synthesis import NoiseMode, SynthesisNetwork
+from pix2nerf.precision import full_precision
 from pix2nerf.rendering import Composite, RayBundle, VolumeRenderer
 
 SEMANTIC_PROBABILITY_FLOOR = 1e-6
@@ -294,8 +295,10 @@ class Generator(nn.Module):
         Returns the composite: values (B, R, F + K) are the colour features in [0, 1] (over zero) followed, for
         semantic generators, by the class probabilities: each sample's softmax composited with the colour
         weights, over ``BACKGROUND_CLASS`` where the ray leaves the field (so every pixel's sum is 1).
-        Depth is distance along the rays.
+        Depth is distance along the rays. The field and the compositing run in float32 under any autocast: they
+        cost a few per cent of a step, and bf16 densities would visibly shift depth.
         """
+        params = params.float()
         bounds = torch.ones_like(origins[..., :1])
         bundle = RayBundle(origins, directions, bounds * self.ray_start, bounds * self.ray_end)
 
@@ -309,14 +312,15 @@ class Generator(nn.Module):
         if self.num_semantic_classes:
             background = torch.zeros(self.feature_dim + self.num_semantic_classes, device=origins.device)
             background[self.feature_dim + BACKGROUND_CLASS] = 1.0
-        return self.renderer(
-            field,
-            bundle,
-            background=background,
-            generator=generator,
-            num_coarse=num_coarse,
-            num_importance=num_importance,
-        )
+        with full_precision(origins.device):
+            return self.renderer(
+                field,
+                bundle,
+                background=background,
+                generator=generator,
+                num_coarse=num_coarse,
+                num_importance=num_importance,
+            )
 
     def synthesis(
         self,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pix2nerf.layers import setup_filter
+from pix2nerf.layers import resize, setup_filter
 from pix2nerf.networks.synthesis import NoiseMode, SynthesisBlock
 
 WS_PER_BLOCK = 3
@@ -60,11 +59,8 @@ class SuperResolution(nn.Module):
         """
         ws = ws[:, -1:].repeat(1, WS_PER_BLOCK, 1)
         if features.shape[-1] != self.input_resolution:
-            size = (self.input_resolution, self.input_resolution)
-            features = F.interpolate(
-                features, size=size, mode="bilinear", align_corners=False, antialias=self.antialias
-            )
-            rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=self.antialias)
+            features = resize(features, self.input_resolution, self.antialias)
+            rgb = resize(rgb, self.input_resolution, self.antialias)
         x, rgb = self.block0(features, rgb, ws, noise_mode)
         first = rgb
         for index in range(1, self.num_blocks):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pix2nerf.precision import full_precision
+
 
 @dataclass
 class Composite:
@@ -38,7 +40,8 @@ def composite(
 
     S samples bound S - 1 intervals; each interval takes the mean density, value and distance of its
     two end samples (EG3D's ray marcher), so its alpha is ``1 - exp(-sigma_mid * (t_{i+1} - t_i))``.
-    Transmittance is accumulated in log space, which is exact and stable for opaque media.
+    Transmittance is accumulated in log space, which is exact and stable for opaque media. Compositing runs in
+    float32 even under bf16 autocast (:func:`~pix2nerf.precision.full_precision`); the outputs are float32.
 
     Args:
         sigma: (B, R, S, 1) non-negative densities, or raw densities when ``density_activation`` is given.
@@ -55,6 +58,18 @@ def composite(
         )
     if t.shape[-1] < 2:
         raise ValueError("compositing needs at least 2 samples per ray")
+    with full_precision(t.device):
+        return _composite(sigma.float(), values.float(), t.float(), background, density_activation)
+
+
+def _composite(
+    sigma: Tensor,
+    values: Tensor,
+    t: Tensor,
+    background: Tensor | None,
+    density_activation: Callable[[Tensor], Tensor] | None,
+) -> Composite:
+    """The body of :func:`composite`, on float32 inputs with autocast off."""
     deltas = t[..., 1:] - t[..., :-1]
     sigma = sigma[..., 0]
     sigma_mid = 0.5 * (sigma[..., 1:] + sigma[..., :-1])

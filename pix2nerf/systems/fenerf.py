@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from pix2nerf.data.semantics import one_hot_labels, resize_labels
+from pix2nerf.layers import resize
 from pix2nerf.losses import discriminator_loss, generator_loss, r1_penalty
 from pix2nerf.networks.discriminator import Discriminator
 from pix2nerf.networks.generator import Generator, GeneratorOutput
@@ -79,7 +79,7 @@ class FENeRF(GAN3D):
         def resized(x: Tensor) -> Tensor:
             if x.shape[-1] == size and x.shape[-2] == size:
                 return x
-            return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            return resize(x, size)
 
         return torch.cat([resized(probabilities) * 2.0 - 1.0, resized(rgb)], dim=1)
 
@@ -128,7 +128,8 @@ class FENeRF(GAN3D):
         run_r1 = h.semantic_r1_gamma > 0 and h.semantic_r1_interval > 0
         run_r1 = run_r1 and int(self.step_count) % h.semantic_r1_interval == 0
         real_input = self.real_semantic_input(batch).detach().requires_grad_(run_r1)
-        real_logits = self.semantic_discriminator(real_input, c).logits
+        with self.r1_precision(run_r1):
+            real_logits = self.semantic_discriminator(real_input, c).logits
         loss = discriminator_loss(real_logits, fake_logits)
         losses = {}
         if run_r1:

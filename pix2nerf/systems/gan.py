@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import math
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ from torch import Tensor
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, yaw_pitch
 from pix2nerf.data.semantics import colorize_labels
+from pix2nerf.layers import resize
 from pix2nerf.losses import density_regularization, discriminator_loss, generator_loss, pose_loss, r1_penalty
 from pix2nerf.metrics import reprojection_error
 from pix2nerf.networks.discriminator import Discriminator, DiscriminatorOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
 from pix2nerf.networks.specs import network_spec
+from pix2nerf.precision import full_precision
 
 VALIDATION_YAWS = (-0.4, -0.2, 0.0, 0.2, 0.4)
 """Yaw sweep (radians) of the validation sample grid."""
@@ -172,8 +175,7 @@ class GAN3D(L.LightningModule):
 
     def real_raw(self, image: Tensor) -> Tensor:
         """Real images seen as raw renderings: downsampled to the neural rendering resolution."""
-        size = self.neural_resolution()
-        return torch.nn.functional.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
+        return resize(image, self.neural_resolution())
 
     # -- training --------------------------------------------------------------------------------------
 
@@ -196,9 +198,10 @@ class GAN3D(L.LightningModule):
         if h.density_reg > 0 and h.density_reg_interval > 0 and int(self.step_count) % h.density_reg_interval == 0:
             ws = self.generator.mapping(torch.randn(c.shape[0], self.generator.z_dim, device=c.device), c)
             params = self.generator.field_params(ws)
-            reg = density_regularization(
-                lambda p: self.generator.query(p, params).sigma, c.shape[0], c.device, h.density_reg_p_dist
-            )
+            with full_precision(c.device):  # a difference of nearby densities: bf16 would round it away
+                reg = density_regularization(
+                    lambda p: self.generator.query(p, params.float()).sigma, c.shape[0], c.device, h.density_reg_p_dist
+                )
             self.log("train/density_reg", reg)
             loss = loss + reg * h.density_reg * h.density_reg_interval
         self.optimize(optimizer, loss)
@@ -225,7 +228,8 @@ class GAN3D(L.LightningModule):
         run_r1 = h.r1_gamma > 0 and h.r1_interval > 0 and int(self.step_count) % h.r1_interval == 0
         real_image = real.detach().requires_grad_(run_r1)
         real_raw = self.real_raw(real).detach().requires_grad_(run_r1)
-        real_out = self.discriminate(real_image, real_raw, c)
+        with self.r1_precision(run_r1):
+            real_out = self.discriminate(real_image, real_raw, c)
         loss = discriminator_loss(real_out.logits, fake_out.logits)
         if real_out.pose is not None and h.pose_loss_weight > 0:
             target = batch["yaw_pitch"] if "yaw_pitch" in batch else yaw_pitch(Cameras.from_label(c))
@@ -243,6 +247,10 @@ class GAN3D(L.LightningModule):
             "train/d_real": real_out.logits.detach().mean(),
             "train/d_fake": fake_out.logits.detach().mean(),
         }
+
+    def r1_precision(self, run_r1: bool) -> AbstractContextManager:
+        """float32 for the real pass whose input gradients R1 penalises (a gradient of a gradient), else as is."""
+        return full_precision(self.device) if run_r1 else nullcontext()
 
     def optimize(self, optimizer, loss: Tensor) -> None:
         """Backward, optional gradient clipping, step."""

@@ -249,7 +249,8 @@ class ViewerSession:
         """Display images (N, 3, H, W) in [-1, 1] of the view's mode at ``angles`` (N, 2), batched in memory."""
         cameras = self.cameras(angles, view.zoom)
         generator, w = self._generator(), self.latent(view)
-        views = render_cameras(generator, w, cameras, resolution, max_samples=self.options.max_samples)
+        with self.model.autocast():
+            views = render_cameras(generator, w, cameras, resolution, max_samples=self.options.max_samples)
         if view.mode == "depth":
             return depth_frames(views.depth, views.opacity)
         if view.mode == "semantics":
