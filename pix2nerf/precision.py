@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Literal
 
 import torch
+from torch import Tensor
 
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
@@ -53,6 +54,12 @@ def autocast(precision: str, device: torch.device | str) -> AbstractContextManag
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=check_precision(precision) == "bf16")
 
 
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is in a 16-bit float type; float32 and float64 tensors pass unchanged."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def full_precision(device: torch.device | str) -> AbstractContextManager:
-    """Run the enclosed code in float32 even inside an autocast region (cast its inputs with ``.float()``)."""
+    """Run the enclosed code in full precision even inside an autocast region (cast its inputs with
+    :func:`at_least_float32`)."""
     return torch.autocast(torch.device(device).type, enabled=False)

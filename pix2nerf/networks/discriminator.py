@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from pix2nerf.layers import (
+    CHANNELS_LAST,
     DEFAULT_FIR,
     Activation,
     FullyConnectedLayer,
@@ -173,6 +174,7 @@ class Discriminator(nn.Module):
                 raise ValueError("a dual discriminator needs image_raw as well as image")
             raw = resize(image_raw, image.shape[-2:])
             image = torch.cat([image, raw], dim=1)
+        image = image.contiguous(memory_format=CHANNELS_LAST)
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, image)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pix2nerf.layers import FullyConnectedLayer, resize
+from pix2nerf.layers import CHANNELS_LAST, FullyConnectedLayer, resize
 from pix2nerf.networks.discriminator import DiscriminatorBlock, residual_layout
 from pix2nerf.networks.specs import init_arguments
 
@@ -64,6 +64,7 @@ class Encoder(nn.Module):
             raise ValueError(f"the encoder takes RGB images (B, 3, H, W), got {tuple(image.shape)}")
         if image.shape[-2:] != (self.img_resolution, self.img_resolution):
             image = resize(image, self.img_resolution)
+        image = image.contiguous(memory_format=CHANNELS_LAST)
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, image)

@@ -17,7 +17,7 @@ from pix2nerf.networks.mapping import DecoupledMapping, MappingNetwork
 from pix2nerf.networks.specs import init_arguments
 from pix2nerf.networks.superresolution import SuperResolution
 from pix2nerf.networks.synthesis import NoiseMode, SynthesisNetwork
-from pix2nerf.precision import full_precision
+from pix2nerf.precision import at_least_float32, full_precision
 from pix2nerf.rendering import Composite, RayBundle, VolumeRenderer
 
 SEMANTIC_PROBABILITY_FLOOR = 1e-6
@@ -298,7 +298,7 @@ class Generator(nn.Module):
         Depth is distance along the rays. The field and the compositing run in float32 under any autocast: they
         cost a few per cent of a step, and bf16 densities would visibly shift depth.
         """
-        params = params.float()
+        params = at_least_float32(params)
         bounds = torch.ones_like(origins[..., :1])
         bundle = RayBundle(origins, directions, bounds * self.ray_start, bounds * self.ray_end)
 

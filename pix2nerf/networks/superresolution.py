@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from pix2nerf.layers import resize, setup_filter
+from pix2nerf.layers import CHANNELS_LAST, resize, setup_filter
 from pix2nerf.networks.synthesis import NoiseMode, SynthesisBlock
 
 WS_PER_BLOCK = 3
@@ -61,7 +61,7 @@ class SuperResolution(nn.Module):
         if features.shape[-1] != self.input_resolution:
             features = resize(features, self.input_resolution, self.antialias)
             rgb = resize(rgb, self.input_resolution, self.antialias)
-        x, rgb = self.block0(features, rgb, ws, noise_mode)
+        x, rgb = self.block0(features.contiguous(memory_format=CHANNELS_LAST), rgb, ws, noise_mode)
         first = rgb
         for index in range(1, self.num_blocks):
             x, rgb = getattr(self, f"block{index}")(x, rgb, ws, noise_mode)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from pix2nerf.layers import (
+    CHANNELS_LAST,
     DEFAULT_FIR,
     FullyConnectedLayer,
     bias_act,
@@ -125,7 +126,7 @@ class SynthesisBlock(nn.Module):
         """ws: (B, num_conv + num_torgb, w_dim). Returns features and the running image."""
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
-            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1).contiguous(memory_format=CHANNELS_LAST)
         else:
             x = self.conv0(x, next(w_iter), noise_mode)
         x = self.conv1(x, next(w_iter), noise_mode)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pix2nerf.precision import full_precision
+from pix2nerf.precision import at_least_float32, full_precision
 
 
 @dataclass
@@ -59,7 +59,8 @@ def composite(
     if t.shape[-1] < 2:
         raise ValueError("compositing needs at least 2 samples per ray")
     with full_precision(t.device):
-        return _composite(sigma.float(), values.float(), t.float(), background, density_activation)
+        sigma, values, t = at_least_float32(sigma), at_least_float32(values), at_least_float32(t)
+        return _composite(sigma, values, t, background, density_activation)
 
 
 def _composite(
@@ -69,7 +70,7 @@ def _composite(
     background: Tensor | None,
     density_activation: Callable[[Tensor], Tensor] | None,
 ) -> Composite:
-    """The body of :func:`composite`, on float32 inputs with autocast off."""
+    """The body of :func:`composite`, on float32 (or float64) inputs with autocast off."""
     deltas = t[..., 1:] - t[..., :-1]
     sigma = sigma[..., 0]
     sigma_mid = 0.5 * (sigma[..., 1:] + sigma[..., :-1])

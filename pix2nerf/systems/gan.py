@@ -24,7 +24,7 @@ from pix2nerf.metrics import reprojection_error
 from pix2nerf.networks.discriminator import Discriminator, DiscriminatorOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
 from pix2nerf.networks.specs import network_spec
-from pix2nerf.precision import full_precision
+from pix2nerf.precision import at_least_float32, full_precision
 
 VALIDATION_YAWS = (-0.4, -0.2, 0.0, 0.2, 0.4)
 """Yaw sweep (radians) of the validation sample grid."""
@@ -197,10 +197,10 @@ class GAN3D(L.LightningModule):
             loss = loss + auxiliary
         if h.density_reg > 0 and h.density_reg_interval > 0 and int(self.step_count) % h.density_reg_interval == 0:
             ws = self.generator.mapping(torch.randn(c.shape[0], self.generator.z_dim, device=c.device), c)
-            params = self.generator.field_params(ws)
+            params = at_least_float32(self.generator.field_params(ws))
             with full_precision(c.device):  # a difference of nearby densities: bf16 would round it away
                 reg = density_regularization(
-                    lambda p: self.generator.query(p, params.float()).sigma, c.shape[0], c.device, h.density_reg_p_dist
+                    lambda p: self.generator.query(p, params).sigma, c.shape[0], c.device, h.density_reg_p_dist
                 )
             self.log("train/density_reg", reg)
             loss = loss + reg * h.density_reg * h.density_reg_interval

@@ -61,5 +61,5 @@ def test_r1_matches_finite_differences_on_a_tiny_discriminator():
             minus = d(image - step.view_as(image)).logits
             flat[index] = ((plus - minus) / (2 * eps)).item()
     sampled = flat != 0
-    torch.testing.assert_close(analytic.view(-1)[sampled], flat[sampled], atol=1e-7, rtol=1e-5)
+    torch.testing.assert_close(analytic.reshape(-1)[sampled], flat[sampled], atol=1e-7, rtol=1e-5)
     torch.testing.assert_close(penalty, analytic.square().sum().reshape(1))
