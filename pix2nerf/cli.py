@@ -14,7 +14,16 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 
 
 class Pix2NeRFCLI(LightningCLI):
-    """LightningCLI with the package's defaults: optimizers are injected into systems, never auto-configured."""
+    """LightningCLI with the package's defaults: optimizers are injected into systems, never auto-configured, and
+    CPU threads adapt to competing load (:class:`~pix2nerf.systems.AdaptiveThreads`; ``PIX2NERF_NUM_THREADS``
+    fixes the count)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        from pix2nerf.systems.callbacks import AdaptiveThreads
+
+        defaults = dict(kwargs.pop("trainer_defaults", None) or {})
+        defaults["callbacks"] = [*defaults.get("callbacks", []), AdaptiveThreads()]
+        super().__init__(*args, trainer_defaults=defaults, **kwargs)
 
 
 def export(args: list[str]) -> None:

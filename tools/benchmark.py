@@ -5,6 +5,7 @@ python tools/benchmark.py                                          # CPU sizes
 python tools/benchmark.py device=cuda output_json=bench.json       # adds 512^2 rendering
 python tools/benchmark.py device=cuda compare.key=precision compare.values=[fp32,bf16]
 python tools/benchmark.py compare.key=field compare.values=[triplane,hashgrid] generator_fields=[]
+python tools/benchmark.py compare.key=load.processes compare.values=[0,2]   # quiet vs 2 busy processes
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import json
 import math
 import resource
+import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,17 +33,23 @@ from pix2nerf.inference import FaceModel, load_model
 from pix2nerf.networks import Encoder, Generator
 from pix2nerf.precision import autocast as precision_autocast
 from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, stratified
+from pix2nerf.runtime import adapt_threads, available_cpus, configure_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class Result:
+    """One row: median wall seconds (and the process CPU seconds of that run: all threads, so > wall when
+    several cores work), throughput, peak memory, and the CPU threads in use."""
+
     name: str
     seconds: float
     rays_per_second: float | None
     peak_memory_mb: float | None
     images_per_second: float | None = None
+    cpu_seconds: float | None = None
+    threads: int | None = None
 
 
 def _synchronize(device: torch.device) -> None:
@@ -62,21 +70,24 @@ def autocast(cfg: DictConfig, device: torch.device) -> AbstractContextManager:
 
 
 def measure(name: str, fn: Callable[[], object], num_rays: int, device: torch.device, warmup: int, repeats: int):
-    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
+    """Median wall time (with its CPU time) of ``fn`` over ``repeats`` runs after ``warmup`` runs. The package's
+    thread policy is applied before every run, as the CLI and the tools do."""
     for _ in range(warmup):
+        adapt_threads()
         fn()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    runs = []
     for _ in range(repeats):
+        threads = adapt_threads()
         _synchronize(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
         _synchronize(device)
-        times.append(time.perf_counter() - start)
-    seconds = sorted(times)[len(times) // 2]
+        runs.append((time.perf_counter() - start, time.process_time() - cpu_start, threads))
+    seconds, cpu_seconds, threads = sorted(runs)[len(runs) // 2]
     print(f"{name}: {seconds * 1e3:.1f} ms", file=sys.stderr, flush=True)  # progress: the suite takes minutes on CPU
-    return Result(name, seconds, num_rays / seconds, peak_memory_mb(device))
+    return Result(name, seconds, num_rays / seconds, peak_memory_mb(device), None, cpu_seconds, threads)
 
 
 def rendering_core(cfg: DictConfig, device: torch.device) -> list[Result]:
@@ -248,18 +259,20 @@ def training(cfg: DictConfig, device: torch.device) -> list[Result]:
     from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 
     from pix2nerf.cli import Pix2NeRFCLI
+    from pix2nerf.systems import AdaptiveThreads
 
     class StepTimer(Callback):
         def __init__(self) -> None:
-            self.times: list[float] = []
+            self.runs: list[tuple[float, float, int]] = []
 
         def on_train_batch_start(self, *args) -> None:
             _synchronize(device)
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, *args) -> None:
             _synchronize(device)
-            self.times.append(time.perf_counter() - self.start)
+            wall, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
+            self.runs.append((wall, cpu, torch.get_num_threads()))
 
     paths = [path if Path(path).exists() else ROOT / path for path in cfg.training.configs]
     args = [argument for path in paths for argument in ("-c", str(path))]
@@ -287,28 +300,48 @@ def training(cfg: DictConfig, device: torch.device) -> list[Result]:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],
+        callbacks=[AdaptiveThreads(), timer],  # the threads are chosen before the timer starts
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.fit(cli.model, cli.datamodule)
-    times = sorted(timer.times[cfg.warmup :])
-    seconds = times[len(times) // 2]
+    runs = sorted(timer.runs[cfg.warmup :])
+    seconds, cpu_seconds, threads = runs[len(runs) // 2]
     batch = cli.datamodule.hparams.batch_size
     name = f"train {type(cli.model).__name__} {' + '.join(Path(p).stem for p in paths)} (batch {batch})"
-    return [Result(name, seconds, None, peak_memory_mb(device), batch / seconds)]
+    return [Result(name, seconds, None, peak_memory_mb(device), batch / seconds, cpu_seconds, threads)]
 
 
 def _reps(cfg: DictConfig) -> dict[str, int]:
     return {"warmup": cfg.warmup, "repeats": cfg.repeats}
 
 
+BUSY_LOOP = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass"
+"""A competing process: one core kept busy until its deadline (so it ends even if this program is killed)."""
+
+
+@contextmanager
+def competing_load(processes: int, seconds: float) -> Iterator[None]:
+    """Keep ``processes`` busy processes running (at most ``seconds`` each) while the block runs."""
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(seconds)]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
 def run_suite(cfg: DictConfig, device: torch.device) -> list[Result]:
-    """Every benchmark the configuration enables, in a fixed order."""
+    """Every benchmark the configuration enables, in a fixed order, beside ``load.processes`` busy processes."""
+    with competing_load(cfg.load.processes, cfg.load.seconds):
+        return _run_suite(cfg, device)
+
+
+def _run_suite(cfg: DictConfig, device: torch.device) -> list[Result]:
     if cfg.precision not in ("fp32", "bf16"):
         raise SystemExit(f"precision must be fp32 or bf16, got {cfg.precision!r}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)
     results = rendering_core(cfg, device)
     if cfg.heads_resolutions:
         results += synthetic_heads(cfg, device)
@@ -324,24 +357,29 @@ def run_suite(cfg: DictConfig, device: torch.device) -> list[Result]:
 
 
 def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {available_cpus()} cores available"
 
 
 def describe(cfg: DictConfig, device: torch.device) -> str:
     """The device and the settings every row shares."""
     return (
-        f"{device_name(device)}, batch {cfg.batch_size}, field {cfg.field}, {cfg.precision}, torch {torch.__version__}"
+        f"{device_name(device)}, batch {cfg.batch_size}, field {cfg.field}, {cfg.precision}, "
+        f"{cfg.load.processes} competing busy processes, torch {torch.__version__}"
     )
 
 
 def print_table(results: list[Result], header: str) -> None:
     print(header)
-    print(f"{'benchmark':<62} {'ms':>10} {'rays/s':>14} {'images/s':>10} {'peak MiB':>10}")
+    print(
+        f"{'benchmark':<62} {'ms':>10} {'CPU ms':>10} {'threads':>7} {'rays/s':>14} {'images/s':>10} {'peak MiB':>10}"
+    )
     for r in results:
         peak = f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-"
         images = f"{r.images_per_second:.1f}" if r.images_per_second is not None else "-"
         rays = f"{r.rays_per_second:,.0f}" if r.rays_per_second is not None else "-"
-        print(f"{r.name:<62} {r.seconds * 1e3:>10.2f} {rays:>14} {images:>10} {peak:>10}")
+        cpu = f"{r.cpu_seconds * 1e3:.2f}" if r.cpu_seconds is not None else "-"
+        threads = str(r.threads) if r.threads is not None else "-"
+        print(f"{r.name:<62} {r.seconds * 1e3:>10.2f} {cpu:>10} {threads:>7} {rays:>14} {images:>10} {peak:>10}")
 
 
 def print_comparison(first: list[Result], second: list[Result], header: str) -> list[dict]:

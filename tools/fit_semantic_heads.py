@@ -34,6 +34,7 @@ from pix2nerf.inference.editing import edit_geometry, render_semantics, swap_app
 from pix2nerf.metrics.semantic import class_iou, mean_iou
 from pix2nerf.networks import Generator
 from pix2nerf.networks.generator import SEMANTIC_PROBABILITY_FLOOR
+from pix2nerf.runtime import configure_threads
 
 
 class FittedHeads(nn.Module):
@@ -73,8 +74,7 @@ def grid_cameras(yaws: list[float], pitches: list[float]) -> tuple[Cameras, list
 
 
 def fit(cfg: DictConfig) -> dict:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads or None)
     torch.manual_seed(cfg.seed)
     seeds = [TEST_SEED_OFFSET + i for i in range(cfg.identities)]
     heads = sample_heads(seeds)

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError, load_model
+from pix2nerf.runtime import configure_threads
 from pix2nerf.viewer import ViewerOptions, ViewerServer, ViewerSession, make_server
 
 
@@ -32,8 +33,7 @@ def build(cfg: DictConfig) -> ViewerServer:
     """Load the model (and the optional first face) and bind the server; user errors raise InputError."""
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
     device = "cpu" if device == "auto" else device
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)
     start = time.perf_counter()
     model = load_model(cfg.checkpoint, device, cfg.precision)
     print(

@@ -10,6 +10,7 @@ from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, prior_cameras
 from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
 from pix2nerf.precision import Precision, autocast, check_precision
+from pix2nerf.runtime import adapt_threads
 
 
 class FaceModel(nn.Module):
@@ -37,7 +38,9 @@ class FaceModel(nn.Module):
         self.precision = check_precision(precision)
 
     def autocast(self) -> AbstractContextManager:
-        """The autocast context of the model's ``precision`` on its device."""
+        """The autocast context of the model's ``precision`` on its device; adapts the CPU threads to the load
+        first (see :mod:`pix2nerf.runtime`), since every encode and render passes through here."""
+        adapt_threads()
         return autocast(self.precision, self.w_avg.device)
 
     @property
