@@ -26,6 +26,8 @@ CHECK_INTERVAL_S = 2.0
 """Seconds between two looks at the machine's load."""
 LOAD_SAMPLES = 5
 """Readings of the run queue per look; their median is used (a single reading is noisy)."""
+SAMPLE_SPACING_S = 0.001
+"""Pause between two readings, so that they do not all fall into one scheduling instant."""
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
@@ -66,13 +68,18 @@ def _runnable_own_threads() -> int:
 
 
 def competing_tasks(samples: int = LOAD_SAMPLES) -> int:
-    """Runnable tasks of *other* processes right now (median of ``samples`` readings); 0 where unknown."""
+    """Runnable tasks of *other* processes right now (median of ``samples`` readings, ``SAMPLE_SPACING_S`` apart);
+    0 where unknown. Our own threads are counted just before and just after each system-wide reading and the
+    larger count is subtracted, so a worker that goes to sleep in between is not mistaken for a competitor."""
     readings = []
-    for _ in range(samples):
+    for index in range(samples):
+        if index:
+            time.sleep(SAMPLE_SPACING_S)
+        before = _runnable_own_threads()
         system = _runnable_system_tasks()
         if system is None:
             return 0
-        readings.append(max(0, system - _runnable_own_threads()))
+        readings.append(max(0, system - max(before, _runnable_own_threads())))
     return sorted(readings)[len(readings) // 2]
 
 

@@ -36,7 +36,16 @@ class EpochSeededSampler(Sampler[int]):
         return self.length
 
 
-_BATCH_KEYS = ("image", "camera", "yaw_pitch", "semantics", "depth", "identity")
+_BATCH_KEYS = (
+    "image",
+    "camera",
+    "yaw_pitch",
+    "semantics",
+    "depth",
+    "mask",
+    "identity",
+    *(f"target_{key}" for key in ("image", "camera", "yaw_pitch", "depth", "mask")),
+)
 
 
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
@@ -61,6 +70,8 @@ class FaceDataModule(L.LightningDataModule):
         test_size: test items (synthetic: the frontal views of the first ``test_size`` held-out identities,
             the protocol of ``tools/evaluate.py``; otherwise the validation items).
         with_semantics: also load semantic masks (synthetic heads always have them; EG3D needs ``masks/``).
+        target_views: synthetic heads: K extra exact views of each training item's head (multi-view supervision,
+            see :class:`~pix2nerf.data.SyntheticHeads`); batches then hold ``target_*`` tensors (B, K, ...).
         seed: shuffling and synthetic camera seed.
     """
 
@@ -79,10 +90,13 @@ class FaceDataModule(L.LightningDataModule):
         test_size: int = 64,
         with_semantics: bool = False,
         seed: int = 0,
+        target_views: int = 0,
     ) -> None:
         super().__init__()
         if source not in ("synthetic", "eg3d", "folder"):
             raise ValueError(f"source must be 'synthetic', 'eg3d' or 'folder', got {source!r}")
+        if target_views and source != "synthetic":
+            raise ValueError("target_views needs source='synthetic': only synthetic heads have exact extra views")
         if source != "synthetic" and not path:
             raise ValueError(f"source={source!r} needs data.path (a folder or zip of images)")
         self.save_hyperparameters(ignore=["prior"])
@@ -96,7 +110,13 @@ class FaceDataModule(L.LightningDataModule):
         h = self.hparams
         if h.source == "synthetic":
             self.train_set = SyntheticHeads(
-                "train", h.resolution, h.num_identities, h.epoch_length, self.prior, seed=h.seed
+                "train",
+                h.resolution,
+                h.num_identities,
+                h.epoch_length,
+                self.prior,
+                seed=h.seed,
+                target_views=h.target_views,
             )
             test = SyntheticHeads("test", h.resolution, num_identities=max(1, h.val_size))
             views = len(test.eval_grid)

@@ -22,6 +22,8 @@ TEST_SEED_OFFSET = 10_000_000
 """Identity seeds of the held-out test split start here; training seeds are 0 .. num_identities - 1."""
 
 MAX_TRAIN_IDENTITIES = TEST_SEED_OFFSET
+TARGET_SEED_OFFSET = 2**31
+"""Offsets the camera seeds of target views from those of source views (indices stay far below it)."""
 
 EVAL_YAWS = tuple(math.radians(a) for a in (-30.0, -15.0, 0.0, 15.0, 30.0))
 EVAL_PITCHES = tuple(math.radians(a) for a in (-10.0, 0.0, 10.0))
@@ -60,10 +62,15 @@ class SyntheticHeads(Dataset):
         eval_yaws, eval_pitches: the test split's view grid (radians).
         random_light: a light direction and ambient level per identity (else one fixed light).
         seed: varies the training cameras (not the identities).
+        target_views: K extra views of each training item's identity, from cameras drawn independently from
+            ``prior`` (multi-view supervision; 0: none). The test split already has every view.
 
     Items are dicts: ``image`` (3, H, W) in [-1, 1]; ``camera`` (25,) EG3D label; ``yaw_pitch`` (2,);
     ``depth`` (1, H, W) z-depth, +inf on background; ``mask`` (1, H, W) bool; ``semantics`` (H, W) int64
-    CelebAMask-HQ ids; ``identity`` and ``view`` ints (view is -1 in the training split).
+    CelebAMask-HQ ids; ``identity`` and ``view`` ints (view is -1 in the training split). With ``target_views``
+    K > 0, training items also carry ``target_image`` (K, 3, H, W), ``target_camera`` (K, 25),
+    ``target_yaw_pitch`` (K, 2), ``target_depth`` (K, 1, H, W) and ``target_mask`` (K, 1, H, W): the same head
+    (same light) seen from the K target cameras, exact like the source view.
     A ``DataLoader`` fetches a whole batch with one batched render (``__getitems__``).
     """
 
@@ -78,6 +85,7 @@ class SyntheticHeads(Dataset):
         eval_pitches: Sequence[float] = EVAL_PITCHES,
         random_light: bool = True,
         seed: int = 0,
+        target_views: int = 0,
     ) -> None:
         if split not in ("train", "test"):
             raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -85,6 +93,8 @@ class SyntheticHeads(Dataset):
             raise ValueError(f"num_identities must be in 1..{MAX_TRAIN_IDENTITIES}, got {num_identities}")
         if resolution < 8:
             raise ValueError(f"resolution must be at least 8 pixels, got {resolution}")
+        if target_views < 0:
+            raise ValueError(f"target_views must be >= 0, got {target_views}")
         self.split = split
         self.resolution = resolution
         self.num_identities = num_identities
@@ -92,6 +102,7 @@ class SyntheticHeads(Dataset):
         self.eval_grid = [(yaw, pitch) for pitch in eval_pitches for yaw in eval_yaws]
         self.random_light = random_light
         self.seed = seed
+        self.target_views = target_views if split == "train" else 0
         self.length = length if length is not None else num_identities
         if split == "test":
             self.length = num_identities * len(self.eval_grid)
@@ -110,14 +121,22 @@ class SyntheticHeads(Dataset):
         yaw, pitch = sample_yaw_pitch(1, self.prior, generator)[0].tolist()
         return HeadView(index % self.num_identities, yaw, pitch)
 
+    def target_views_of(self, index: int) -> list[HeadView]:
+        """The ``target_views`` extra views of training item ``index``: its identity from other prior cameras."""
+        source = self.view(index)
+        generator = torch.Generator().manual_seed(self.seed * 2**32 + index + TARGET_SEED_OFFSET)
+        angles = sample_yaw_pitch(self.target_views, self.prior, generator).tolist()
+        return [HeadView(source.identity, yaw, pitch) for yaw, pitch in angles]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor | int]]:
         views = [self.view(int(i)) for i in indices]
-        out, cameras = render_views(views, self.resolution, self.prior, self.random_light)
+        targets = [view for i in indices for view in self.target_views_of(int(i))] if self.target_views else []
+        out, cameras = render_views(views + targets, self.resolution, self.prior, self.random_light)
         labels = cameras.label()
-        return [
+        items = [
             {
                 "image": out.image[k],
                 "camera": labels[k],
@@ -130,3 +149,17 @@ class SyntheticHeads(Dataset):
             }
             for k, (index, view) in enumerate(zip(indices, views, strict=True))
         ]
+        count = self.target_views
+        for k, item in enumerate(items if count else []):
+            own = targets[k * count : (k + 1) * count]
+            rows = slice(len(views) + k * count, len(views) + (k + 1) * count)
+            item.update(
+                {
+                    "target_image": out.image[rows],
+                    "target_camera": labels[rows],
+                    "target_yaw_pitch": torch.tensor([[v.yaw, v.pitch] for v in own]),
+                    "target_depth": out.depth[rows],
+                    "target_mask": out.mask[rows],
+                }
+            )
+        return items

@@ -2,7 +2,7 @@
 
 from pix2nerf.io.eg3d_import import eg3d_generator, generator_arguments, import_eg3d
 from pix2nerf.io.eg3d_pickle import ModuleRecord, PersistentRecord, UnsafePickleError, read_eg3d_pickle
-from pix2nerf.io.generator_bundle import load_generator_bundle
+from pix2nerf.io.generator_bundle import load_encoder_bundle, load_generator_bundle
 
 __all__ = [
     "ModuleRecord",
@@ -11,6 +11,7 @@ __all__ = [
     "eg3d_generator",
     "generator_arguments",
     "import_eg3d",
+    "load_encoder_bundle",
     "load_generator_bundle",
     "read_eg3d_pickle",
 ]

@@ -1,33 +1,41 @@
-"""Start training from a bundle's generator (e.g. an imported EG3D model) instead of a Lightning checkpoint."""
+"""Start training from a bundle's networks (e.g. an imported EG3D model) instead of a Lightning checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from torch import nn
+
 from pix2nerf.inference import InputError, load_model
-from pix2nerf.networks import Generator
+from pix2nerf.networks import Encoder, Generator
 from pix2nerf.networks.specs import network_spec
 
 
-def load_generator_bundle(path: str | Path, *generators: Generator) -> None:
-    """Copy the generator weights of bundle ``path`` into each of ``generators`` (a system's G and its EMA).
-
-    The bundle's generator spec must equal theirs, so a config that builds another architecture fails here
-    with the differing arguments named, instead of training a silently different model.
-    """
-    source = load_model(path).generator
+def _copy_matching(path: str | Path, what: str, source: nn.Module, targets: tuple[nn.Module, ...]) -> None:
+    """Copy ``source``'s weights into each target after checking that their specs are equal, so a config that
+    builds another architecture fails here with the differing arguments named."""
     spec = network_spec(source)["init_args"]
-    for generator in generators:
-        own = network_spec(generator)["init_args"]
-        differing = {
-            name: (own.get(name), spec.get(name))
-            for name in sorted(set(own) | set(spec))
-            if own.get(name) != spec.get(name)
-        }
+    for target in targets:
+        own = network_spec(target)["init_args"]
+        names = sorted(set(own) | set(spec))
+        differing = {name: (own.get(name), spec.get(name)) for name in names if own.get(name) != spec.get(name)}
         if differing:
             raise InputError(
-                f"the generator configured for training differs from the one in {path} in {differing} "
-                "(configured, bundle); copy the bundle's generator init_args (its .yaml) into the config"
+                f"the {what} configured for training differs from the one in {path} in {differing} "
+                f"(configured, bundle); copy the bundle's {what} init_args (its .yaml) into the config"
             )
-    for generator in generators:
-        generator.load_state_dict(source.state_dict())
+    for target in targets:
+        target.load_state_dict(source.state_dict())
+
+
+def load_generator_bundle(path: str | Path, *generators: Generator) -> None:
+    """Copy the generator weights of bundle ``path`` into each of ``generators`` (a system's G and its EMA)."""
+    _copy_matching(path, "generator", load_model(path).generator, generators)
+
+
+def load_encoder_bundle(path: str | Path, encoder: Encoder) -> None:
+    """Copy the encoder weights of bundle ``path`` into ``encoder`` (the bundle must have an encoder)."""
+    source = load_model(path).encoder
+    if source is None:
+        raise InputError(f"{path} has no encoder to start from; drop encoder_bundle to train the encoder from scratch")
+    _copy_matching(path, "encoder", source, (encoder,))

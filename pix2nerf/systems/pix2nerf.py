@@ -12,7 +12,8 @@ from torch import Tensor
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, prior_cameras, sample_yaw_pitch, yaw_pitch
 from pix2nerf.data.heads import render_heads, sample_heads
-from pix2nerf.io import load_generator_bundle
+from pix2nerf.io import load_encoder_bundle, load_generator_bundle
+from pix2nerf.layers import resize
 from pix2nerf.losses import generator_loss
 from pix2nerf.losses.perceptual import LPIPS
 from pix2nerf.metrics import depth_errors, mean_iou, pose_error_degrees, psnr, reprojection_error, ssim
@@ -24,6 +25,10 @@ from pix2nerf.systems.gan import GAN3D
 
 NOVEL_VIEW_YAWS = (-0.5236, 0.5236)
 """Validation novel views: +-30 degrees of yaw around the input's camera."""
+
+GENERATOR_MODES = ("train", "freeze", "reconstruct")
+FULL_COVERAGE = 0.999
+"""A neural-resolution pixel is foreground for the depth loss when the exact mask covers all of it."""
 
 DEPTH_METRICS = {"mae": "depth_error", "rmse": "depth_rmse", "scaled_mae": "depth_scaled_error", "silog": "depth_silog"}
 """Logged names of the :class:`~pix2nerf.metrics.DepthErrors` fields."""
@@ -51,6 +56,12 @@ class Pix2NeRF(GAN3D):
     (4) a conditional adversarial loss on novel views of the inverted latents.
     During ``warmup_steps`` the encoder's outputs are detached in (3) and (4), so only (2) trains it.
 
+    With exact multi-view data (synthetic heads with ``data.target_views`` K > 0) it adds (5) multi-view
+    supervision (LP3D-style distillation from ground truth): the inverted latent is rendered at the source's and
+    the K targets' exact cameras and compared with the exact views (L1, LPIPS), depths and foreground masks, and
+    the encoder's pose is regressed on the exact source pose. (5) is supervised and well posed, so it trains the
+    encoder from the first step.
+
     Args:
         encoder: the image encoder.
         optimizer_e: optimizer factory for the encoder.
@@ -58,15 +69,24 @@ class Pix2NeRF(GAN3D):
         mse_weight, ssim_weight, lpips_weight: weights of (3).
         adversarial_weight: weight of (4).
         warmup_steps: training steps before (3) and (4) reach the encoder.
-        generator_mode: ``"train"`` (G keeps its GAN training and also learns from (3) and (4)) or
-            ``"freeze"`` (a pretrained G stays fixed; only D and the encoder train).
+        generator_mode: ``"train"`` (G keeps its GAN training and also learns from (3) to (5)), ``"freeze"``
+            (a pretrained G stays fixed; only D and the encoder train) or ``"reconstruct"`` (no GAN steps: G and
+            the encoder learn from the encoder's losses only, as an autoencoder with exact 3D supervision; D is
+            neither trained nor used, so set ``adversarial_weight`` to 0).
         gan_checkpoint: a GAN3D Lightning checkpoint to start G, its EMA and D from.
         generator_bundle: an inference bundle (e.g. an EG3D model imported with ``tools/import_eg3d.py``) to start
             G and its EMA from; its generator spec must equal ``generator``'s. Exclusive with ``gan_checkpoint``.
+        encoder_bundle: an inference bundle with an encoder (e.g. a previous run's export) to start the encoder
+            from; its encoder spec must equal ``encoder``'s.
         lpips_net, lpips_offline_random: LPIPS backbone; the offline random backbone is for tests only.
         encoder_augment_p: probability of each encoder-input augmentation.
         novel_prior: camera prior of the novel views in (4) and of the generated images in (2).
         inversion_truncation_psi: truncation of the generated images the encoder learns to invert in (2).
+        multiview_weight, multiview_lpips_weight: L1 and LPIPS of (5)'s renders against the exact views.
+        depth_weight: L1 of (5)'s z-depth against the exact depth on foreground pixels (world units).
+        opacity_weight: L1 of (5)'s opacity against the exact foreground coverage.
+        exact_pose_weight: MSE of the encoder's (yaw, pitch) on real images against exact labels, when the batch
+            has them (synthetic heads).
         **gan_kwargs: :class:`GAN3D` arguments.
     """
 
@@ -85,14 +105,20 @@ class Pix2NeRF(GAN3D):
         lpips_weight: float = 1.0,
         adversarial_weight: float = 0.1,
         warmup_steps: int = 1000,
-        generator_mode: Literal["train", "freeze"] = "train",
+        generator_mode: Literal["train", "freeze", "reconstruct"] = "train",
         gan_checkpoint: str | None = None,
         generator_bundle: str | None = None,
+        encoder_bundle: str | None = None,
         lpips_net: Literal["alex", "vgg", "squeeze"] = "alex",
         lpips_offline_random: bool = False,
         encoder_augment_p: float = 0.5,
         novel_prior: PosePrior = FACE_PRIOR,
         inversion_truncation_psi: float = 1.0,
+        multiview_weight: float = 0.0,
+        multiview_lpips_weight: float = 0.0,
+        depth_weight: float = 0.0,
+        opacity_weight: float = 0.0,
+        exact_pose_weight: float = 0.0,
         **gan_kwargs: Any,
     ) -> None:
         super().__init__(generator, discriminator, optimizer_g, optimizer_d, **gan_kwargs)
@@ -102,15 +128,19 @@ class Pix2NeRF(GAN3D):
                 f"the encoder predicts {encoder.num_ws} x {encoder.w_dim} latents but the generator takes "
                 f"{generator.num_ws} x {generator.w_dim}; set the encoder's {layout}"
             )
-        if generator_mode not in ("train", "freeze"):
-            raise ValueError(f"generator_mode must be 'train' or 'freeze', got {generator_mode!r}")
+        if generator_mode not in GENERATOR_MODES:
+            raise ValueError(f"generator_mode must be one of {GENERATOR_MODES}, got {generator_mode!r}")
+        if generator_mode == "reconstruct" and adversarial_weight > 0:
+            raise ValueError("generator_mode='reconstruct' trains no discriminator: set adversarial_weight to 0")
         self.save_hyperparameters(
             ignore=["generator", "discriminator", "encoder", "optimizer_g", "optimizer_d", "optimizer_e"]
         )
         self.encoder = encoder
         self.optimizer_e = optimizer_e
         self.novel_prior = PosePrior(**novel_prior) if isinstance(novel_prior, dict) else novel_prior
-        self.lpips = LPIPS(lpips_net, offline_random_backbone=lpips_offline_random) if lpips_weight > 0 else None
+        self.lpips = None
+        if lpips_weight > 0 or multiview_lpips_weight > 0:
+            self.lpips = LPIPS(lpips_net, offline_random_backbone=lpips_offline_random)
         self.encoder_augmentation = encoder_augmentation(encoder_augment_p)
         if gan_checkpoint and generator_bundle:
             raise ValueError("pass gan_checkpoint or generator_bundle, not both")
@@ -118,6 +148,8 @@ class Pix2NeRF(GAN3D):
             self.load_gan(gan_checkpoint)
         if generator_bundle:
             load_generator_bundle(generator_bundle, self.generator, self.generator_ema)
+        if encoder_bundle:
+            load_encoder_bundle(encoder_bundle, self.encoder)
         if generator_mode == "freeze":
             self.generator.requires_grad_(False)
 
@@ -192,6 +224,39 @@ class Pix2NeRF(GAN3D):
         c = prior_cameras(angles, self.novel_prior).label()
         return generator_loss(self.discriminate(novel.image, novel.image_raw, c).logits)
 
+    def multiview_loss(self, w: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """(5): render latents w (B, num_ws, w_dim) at the source's and the K targets' exact cameras and compare
+        with the exact views: colour L1 (and LPIPS), z-depth L1 on fully covered pixels, opacity vs coverage."""
+        h = self.hparams
+        if "target_image" not in batch:
+            raise ValueError(
+                "multi-view losses need exact extra views: use synthetic heads with data.init_args.target_views > 0"
+            )
+        images = torch.cat([batch["image"][:, None], batch["target_image"]], dim=1).flatten(0, 1)
+        labels = torch.cat([batch["camera"][:, None], batch["target_camera"]], dim=1).flatten(0, 1)
+        depth = torch.cat([batch["depth"][:, None], batch["target_depth"]], dim=1).flatten(0, 1)
+        mask = torch.cat([batch["mask"][:, None], batch["target_mask"]], dim=1).flatten(0, 1)
+        views = images.shape[0] // w.shape[0]
+        params = self.generator.field_params(w).repeat_interleave(views, dim=0)
+        out = self.generator.synthesis(
+            w.repeat_interleave(views, dim=0),
+            Cameras.from_label(labels),
+            neural_resolution=self.neural_resolution(),
+            params=params,
+        )
+        if images.shape[-1] != out.image.shape[-1]:
+            images = resize(images, out.image.shape[-1])
+        losses = {"multiview_l1": (out.image - images).abs().mean()}
+        if h.multiview_lpips_weight > 0:
+            losses["multiview_lpips"] = self.lpips(out.image, images).mean()
+        size = out.depth.shape[-1]
+        coverage = F.adaptive_avg_pool2d(mask.float(), size)
+        covered = coverage > FULL_COVERAGE
+        true_depth = F.adaptive_avg_pool2d(torch.where(mask, depth, 0.0), size) / coverage.clamp_min(1e-6)
+        losses["depth"] = (out.depth - true_depth).abs()[covered].mean() if covered.any() else out.depth.sum() * 0
+        losses["opacity"] = (out.opacity - coverage).abs().mean()
+        return losses
+
     # -- training ---------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -200,38 +265,54 @@ class Pix2NeRF(GAN3D):
         losses: dict[str, Tensor] = {}
         if h.generator_mode == "train":
             losses["train/loss_g"] = self.generator_step(batch, opt_g)
-        losses.update(self.discriminator_step(batch, opt_d))
+        if h.generator_mode != "reconstruct":
+            losses.update(self.discriminator_step(batch, opt_d))
 
         real = batch["image"]
         inversion = self.inversion_loss(real.shape[0], real.device)
         encoded = self.encode(real)
         w, angles = encoded.w, encoded.yaw_pitch
+        supervised: dict[str, Tensor] = {}
+        if h.exact_pose_weight > 0 and "yaw_pitch" in batch:
+            supervised["exact_pose"] = F.mse_loss(angles, batch["yaw_pitch"])
+        if h.multiview_weight > 0 or h.multiview_lpips_weight > 0 or h.depth_weight > 0 or h.opacity_weight > 0:
+            supervised.update(self.multiview_loss(w, batch))
         if self.warming_up:
             w, angles = w.detach(), angles.detach()
         recon = self.render(w, angles)
         reconstruction = self.reconstruction_loss(real, recon.image)
-        self.discriminator.requires_grad_(False)
-        adversarial = self.conditional_adversarial_loss(w)
-        self.discriminator.requires_grad_(True)
-        loss = (
-            h.latent_weight * inversion["latent"]
-            + h.pose_weight * inversion["pose"]
-            + h.mse_weight * reconstruction["mse"]
-            + h.ssim_weight * reconstruction["ssim"]
-            + h.lpips_weight * reconstruction.get("lpips", torch.zeros((), device=real.device))
-            + h.adversarial_weight * adversarial
-        )
+        adversarial = torch.zeros((), device=real.device)
+        if h.adversarial_weight > 0:
+            self.discriminator.requires_grad_(False)
+            adversarial = self.conditional_adversarial_loss(w)
+            self.discriminator.requires_grad_(True)
+        zero = torch.zeros((), device=real.device)
+        weights = {
+            "latent": h.latent_weight,
+            "pose": h.pose_weight,
+            "mse": h.mse_weight,
+            "ssim": h.ssim_weight,
+            "lpips": h.lpips_weight,
+            "exact_pose": h.exact_pose_weight,
+            "multiview_l1": h.multiview_weight,
+            "multiview_lpips": h.multiview_lpips_weight,
+            "depth": h.depth_weight,
+            "opacity": h.opacity_weight,
+        }
+        terms = {**inversion, **reconstruction, **supervised}
+        loss = sum((weights[name] * terms.get(name, zero) for name in weights), h.adversarial_weight * adversarial)
+        trains_generator = h.generator_mode in ("train", "reconstruct")
         opt_e.zero_grad(set_to_none=True)
-        if h.generator_mode == "train":
+        if trains_generator:
             opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if h.grad_clip:
             self.clip_gradients(opt_e, gradient_clip_val=h.grad_clip, gradient_clip_algorithm="norm")
         opt_e.step()
-        if h.generator_mode == "train":
+        if trains_generator:
             opt_g.step()
 
-        losses.update({f"train/{name}": value.detach() for name, value in {**inversion, **reconstruction}.items()})
+        losses.update({f"train/{name}": value.detach() for name, value in terms.items()})
         losses["train/conditional_adversarial"] = adversarial.detach()
         losses["train/loss_e"] = loss.detach()
         self.finish_step(real.shape[0], losses)

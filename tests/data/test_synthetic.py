@@ -8,8 +8,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from pix2nerf.cameras import Cameras, yaw_pitch
+from pix2nerf.data import FaceDataModule
 from pix2nerf.data.eg3d import EG3DDataset
-from pix2nerf.data.synthetic import EVAL_PITCHES, EVAL_YAWS, TEST_SEED_OFFSET, SyntheticHeads
+from pix2nerf.data.synthetic import EVAL_PITCHES, EVAL_YAWS, TEST_SEED_OFFSET, HeadView, SyntheticHeads, render_views
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,3 +107,28 @@ def test_datamodule_validation_views_are_held_out_and_not_all_frontal():
     assert yaws.abs().max() > 0.2 and (yaws == 0).any() and (batch["yaw_pitch"][:, 1] == 0).all()
     train = next(iter(data.train_dataloader()))
     assert train["image"].shape == (2, 3, 8, 8) and (train["identity"] < TEST_SEED_OFFSET).all()
+
+
+def test_target_views_are_exact_renders_of_the_same_head():
+    data = SyntheticHeads("train", resolution=16, num_identities=3, length=6, target_views=2)
+    item = data[4]
+    assert item["target_image"].shape == (2, 3, 16, 16) and item["target_camera"].shape == (2, 25)
+    views = [HeadView(item["identity"], *angles) for angles in item["target_yaw_pitch"].tolist()]
+    direct, cameras = render_views(views, 16, data.prior, data.random_light)
+    torch.testing.assert_close(item["target_image"], direct.image)
+    torch.testing.assert_close(item["target_depth"], direct.depth)
+    torch.testing.assert_close(item["target_camera"], cameras.label())
+    assert torch.equal(item["target_mask"], direct.mask)
+    assert not torch.allclose(item["target_camera"][0], item["camera"])  # other cameras than the source's
+    again = data.__getitems__([1, 4])[1]  # the same item whatever the batch
+    torch.testing.assert_close(again["target_image"], item["target_image"])
+
+
+def test_datamodule_batches_carry_target_views():
+    data = FaceDataModule(resolution=16, batch_size=2, num_identities=4, epoch_length=4, target_views=3)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["target_image"].shape == (2, 3, 3, 16, 16) and batch["target_depth"].shape == (2, 3, 1, 16, 16)
+    assert batch["mask"].shape == (2, 1, 16, 16) and batch["target_yaw_pitch"].shape == (2, 3, 2)
+    with pytest.raises(ValueError, match="target_views needs source='synthetic'"):
+        FaceDataModule(source="folder", path="photos", target_views=2)

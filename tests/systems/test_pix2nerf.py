@@ -20,11 +20,11 @@ PIX2NERF = ROOT / "configs" / "train" / "pix2nerf_synthetic_heads_64.yaml"
 PIX2NERF_TINY = ROOT / "configs" / "train" / "pix2nerf_tiny.yaml"
 
 
-def tiny_pix2nerf(**overrides) -> Pix2NeRF:
+def tiny_pix2nerf(lr: float = 0.003, **overrides) -> Pix2NeRF:
     generator = tiny_generator(neural_resolution=16, num_coarse=6, num_importance=6)
     discriminator = Discriminator(img_resolution=16, channel_base=64, channel_max=8, mapping_layers=1)
     encoder = Encoder(img_resolution=16, num_ws=generator.num_ws, w_dim=8, channel_base=128, channel_max=16)
-    adam = lambda params: torch.optim.Adam(params, lr=0.003)  # noqa: E731
+    adam = lambda params: torch.optim.Adam(params, lr=lr)  # noqa: E731
     settings = dict(lpips_offline_random=True, num_val_latents=1, warmup_steps=1, encoder_augment_p=0.0)
     return Pix2NeRF(generator, discriminator, encoder, adam, adam, adam, **{**settings, **overrides})
 
@@ -165,3 +165,69 @@ def test_pix2nerf_configs_build_matching_networks(overlays, capsys):
     generator = Generator(**model["generator"]["init_args"])
     encoder = model["encoder"]["init_args"]
     assert (encoder["num_ws"], encoder["w_dim"]) == (generator.num_ws, generator.w_dim)
+
+
+def test_multiview_loss_is_zero_only_for_the_exact_views_and_reaches_both_networks():
+    system = tiny_pix2nerf(multiview_weight=1.0, depth_weight=1.0, opacity_weight=1.0)
+    data = FaceDataModule(resolution=16, batch_size=2, num_identities=2, epoch_length=2, target_views=2)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    w = system.encode(batch["image"]).w
+    losses = system.multiview_loss(w, batch)
+    assert set(losses) == {"multiview_l1", "depth", "opacity"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.generator.parameters())
+    without_targets = {k: v for k, v in batch.items() if not k.startswith("target_")}
+    with pytest.raises(ValueError, match="target_views > 0"):
+        system.multiview_loss(w, without_targets)
+
+
+def test_multiview_training_lowers_the_novel_view_error_of_one_head(tmp_path):
+    """30 reconstruct-mode steps on one identity: its unseen +-0.45 rad views get closer to the truth."""
+    from pix2nerf.data.synthetic import HeadView, render_views
+
+    torch.manual_seed(0)
+    system = tiny_pix2nerf(
+        lr=0.03,
+        generator_mode="reconstruct",
+        adversarial_weight=0.0,
+        latent_weight=0.0,
+        pose_weight=0.0,
+        lpips_weight=0.0,
+        multiview_weight=1.0,
+        depth_weight=1.0,
+        opacity_weight=1.0,
+        exact_pose_weight=1.0,
+        ema_half_life=1e-3,  # EMA follows the live generator: the test measures learning, not averaging
+    )
+    source, _ = render_views([HeadView(0, 0.0, 0.0)], 16, FACE_PRIOR, True)
+    novel = torch.tensor([[-0.45, 0.0], [0.45, 0.0]])
+    truth, _ = render_views([HeadView(0, *angles) for angles in novel.tolist()], 16, FACE_PRIOR, True)
+
+    def novel_error() -> float:
+        with torch.no_grad():
+            w = system.encoder(source.image, system.generator.backbone.mapping.w_avg).w
+            return (system.render(w.expand(2, -1, -1), novel).image - truth.image).abs().mean().item()
+
+    before = novel_error()
+    data = FaceDataModule(resolution=16, batch_size=4, num_identities=1, epoch_length=120, target_views=3)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(system, data)
+    after = novel_error()
+    assert after < 0.75 * before, (before, after)  # measured 0.469 -> 0.313
+
+
+def test_reconstruct_mode_refuses_an_adversarial_weight():
+    with pytest.raises(ValueError, match="set adversarial_weight to 0"):
+        tiny_pix2nerf(generator_mode="reconstruct", adversarial_weight=0.1)
