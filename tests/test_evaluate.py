@@ -18,7 +18,8 @@ METRICS = [
     f"{part}_{name}"
     for part in ("recon", "novel")
     for name in ("psnr", "ssim", "lpips", "depth_mae", "depth_rmse", "depth_scaled_mae", "depth_silog")
-] + ["pose_error_deg", "reprojection_error"]
+] + ["pose_error_deg", "reprojection_error", "encoder_ms"]
+METRICS += [f"novel_{name}_{offset}" for name in ("psnr", "ssim") for offset in (15, 30, 45)]
 
 
 def evaluate(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -51,6 +52,9 @@ def test_evaluate_writes_every_metric(tmp_path):
     assert set(METRICS) <= set(report["metrics"]), sorted(report["metrics"])
     assert all(math.isfinite(report["metrics"][name]) for name in METRICS), report["metrics"]
     assert 0 <= report["metrics"]["recon_semantic_miou"] <= 1
+    assert report["metrics"]["novel_psnr"] == report["metrics"]["novel_psnr_30"]  # the headline offset
+    assert report["metrics"]["novel_psnr_15"] != report["metrics"]["novel_psnr_45"]
+    assert report["protocol"]["novel_view_yaw_offsets_deg"] == [-15, 15, -30, 30, -45, 45]
     assert report["protocol"]["num_identities"] == 2 and report["protocol"]["resolution"] == 16
     assert report["skipped"] == ["fid"] and "weights-inception-2015-12-05" in result.stdout + result.stderr
     assert "novel_psnr" in result.stdout

@@ -6,11 +6,13 @@ Protocol (``PROTOCOL``; identities and seed are config values written to the out
   * reconstruction: the encoder's latent rendered at the encoder's pose, against the input (PSNR, SSIM, LPIPS),
     its depth against the input's exact depth (scale-aware and scale-invariant errors), semantic mIoU if the
     generator renders semantics;
-  * novel views: rendered at the *estimated* pose +-30 degrees of yaw, against the exact renders at the true
-    pose +-30 degrees (PSNR, SSIM, LPIPS, depth errors);
+  * novel views: rendered at the *estimated* pose +-15, +-30 and +-45 degrees of yaw, against the exact renders at
+    the true pose + the same offsets (``novel_psnr_15`` ... ``novel_ssim_45``); ``novel_psnr``/``novel_ssim``,
+    LPIPS and the depth errors are the +-30 degree views;
   * multi-view consistency: the reconstruction warped into each novel view through its depth (reprojection error);
   * pose error: the encoder on all 15 views (yaw -30..30, pitch -10..10 degrees) of every identity;
-  * FID/KID: random samples (seeded) at the same 15 views, against all 15 views of every identity.
+  * FID/KID: random samples (seeded) at the same 15 views, against all 15 views of every identity;
+  * encoder latency: ``encoder_ms``, the median time of one image through the encoder (batch 1).
 
     python tools/evaluate.py checkpoint=model.safetensors
     python tools/evaluate.py checkpoint=last.ckpt device=cuda num_identities=256 wandb.enabled=true
@@ -33,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from pix2nerf.data import SyntheticHeads
+from pix2nerf.data.synthetic import HeadView, render_views
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, FaceModel, InputError, load_model
 from pix2nerf.losses.perceptual import PerceptualWeightsMissing
 from pix2nerf.metrics import (
@@ -50,11 +53,17 @@ from pix2nerf.metrics import (
 from pix2nerf.networks import GeneratorOutput
 
 INPUT_VIEW = (0.0, 0.0)
-NOVEL_YAW_OFFSETS = (math.radians(-30.0), math.radians(30.0))
+NOVEL_OFFSETS_DEG = (15, 30, 45)
+"""Novel views at +- each yaw offset (degrees) from the input pose."""
+HEADLINE_OFFSET_DEG = 30
+"""The offset of ``novel_psnr``, ``novel_ssim``, LPIPS, depth and reprojection scores."""
+LATENCY_IMAGES = 16
+"""Images timed one by one for ``encoder_ms`` (after one warm-up)."""
 PROTOCOL = {
     "split": "synthetic heads test (identity seeds 10_000_000 + i)",
     "input_view_yaw_pitch_deg": [0.0, 0.0],
-    "novel_view_yaw_offsets_deg": [-30.0, 30.0],
+    "novel_view_yaw_offsets_deg": [sign * offset for offset in NOVEL_OFFSETS_DEG for sign in (-1, 1)],
+    "headline_offset_deg": HEADLINE_OFFSET_DEG,
     "pose_error_views": "yaw -30, -15, 0, 15, 30 x pitch -10, 0, 10 degrees",
     "fid_kid": "random samples at the 15 test views vs the 15 test views of every identity",
 }
@@ -84,6 +93,7 @@ class Evaluation:
         self.scores: dict[str, list[Tensor]] = defaultdict(list)
         self.labels: list[tuple[Tensor, Tensor]] = []
         self.z_generator = torch.Generator().manual_seed(cfg.seed)
+        self.latency_input: Tensor | None = None
         self.lpips = self.perceptual(cfg.lpips)
         self.inception = self.distributions(cfg.fid)
 
@@ -139,22 +149,44 @@ class Evaluation:
             self.labels.append((logits.argmax(1).cpu(), target.cpu()))
 
         cameras = self.model.cameras(encoded.yaw_pitch)
-        for offset in NOVEL_YAW_OFFSETS:
-            truth = by_view[view_index(self.heads, INPUT_VIEW[0] + offset, INPUT_VIEW[1])]
-            angles = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=self.device)
-            novel = self.render(encoded.w, angles)
-            self.image_scores("novel", novel.image, stack(truth, "image", self.device))
-            self.depth_scores("novel", novel.depth, stack(truth, "depth", self.device))
-            self.scores["reprojection_error"].append(
-                reprojection_error(
-                    recon.image_raw,
-                    recon.depth,
-                    cameras,
-                    novel.image_raw,
-                    self.model.cameras(angles),
-                    depth_b=novel.depth,
+        seeds = [int(item["identity"]) for item in inputs]
+        for degrees in NOVEL_OFFSETS_DEG:
+            for offset in (-math.radians(degrees), math.radians(degrees)):
+                views = [HeadView(seed, INPUT_VIEW[0] + offset, INPUT_VIEW[1]) for seed in seeds]
+                truth, _ = render_views(views, self.model.resolution, self.heads.prior, self.heads.random_light)
+                truth_image, truth_depth = truth.image.to(self.device), truth.depth.to(self.device)
+                angles = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=self.device)
+                novel = self.render(encoded.w, angles)
+                self.scores[f"novel_psnr_{degrees}"].append(psnr(novel.image, truth_image))
+                self.scores[f"novel_ssim_{degrees}"].append(ssim(novel.image, truth_image))
+                if degrees != HEADLINE_OFFSET_DEG:
+                    continue
+                self.image_scores("novel", novel.image, truth_image)
+                self.depth_scores("novel", novel.depth, truth_depth)
+                self.scores["reprojection_error"].append(
+                    reprojection_error(
+                        recon.image_raw,
+                        recon.depth,
+                        cameras,
+                        novel.image_raw,
+                        self.model.cameras(angles),
+                        depth_b=novel.depth,
+                    )
                 )
-            )
+        if self.latency_input is None:
+            self.latency_input = real[:LATENCY_IMAGES]
+
+    @torch.no_grad()
+    def encoder_milliseconds(self) -> float:
+        """Median wall time of :meth:`FaceModel.encode` on one image (batch 1), after one warm-up call."""
+        images = self.latency_input
+        self.model.encode(images[:1])
+        times = []
+        for index in range(len(images)):
+            start = time.perf_counter()
+            self.model.encode(images[index : index + 1])
+            times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2] * 1e3
 
     def image_scores(self, part: str, prediction: Tensor, target: Tensor) -> None:
         self.scores[f"{part}_psnr"].append(psnr(prediction, target))
@@ -184,6 +216,7 @@ class Evaluation:
         for first in range(0, self.cfg.num_identities, self.cfg.batch_size):
             self.identities(first, min(self.cfg.batch_size, self.cfg.num_identities - first))
         metrics = {name: torch.cat(values).double().nanmean().item() for name, values in self.scores.items()}
+        metrics["encoder_ms"] = self.encoder_milliseconds()
         if self.lpips is not None:
             metrics.update({f"{part}_lpips": metric.compute().item() for part, metric in self.lpips.items()})
         if self.labels:
