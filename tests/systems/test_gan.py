@@ -70,8 +70,9 @@ def tiny_system(seed: int = 0) -> tuple[GAN3D, FaceDataModule]:
     return system, data
 
 
-def trainer(tmp_path: Path, max_steps: int = -1, max_epochs: int | None = None) -> L.Trainer:
-    return L.Trainer(
+def trainer(tmp_path: Path, max_steps: int = -1, max_epochs: int | None = None, **overrides) -> L.Trainer:
+    """A quiet CPU trainer without validation or logging; ``overrides`` are further Trainer arguments."""
+    settings = dict(
         default_root_dir=tmp_path,
         accelerator="cpu",
         max_steps=max_steps,
@@ -82,6 +83,7 @@ def trainer(tmp_path: Path, max_steps: int = -1, max_epochs: int | None = None) 
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+    return L.Trainer(**{**settings, **overrides})
 
 
 def state(system: GAN3D) -> dict[str, torch.Tensor]:

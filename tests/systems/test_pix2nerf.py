@@ -3,7 +3,6 @@
 import math
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
@@ -14,7 +13,7 @@ from pix2nerf.networks import Discriminator, Encoder, Generator
 from pix2nerf.systems import Pix2NeRF
 
 from ..factories import tiny_generator
-from .test_gan import ROOT, TINY, run_cli
+from .test_gan import ROOT, TINY, run_cli, trainer
 
 PIX2NERF = ROOT / "configs" / "train" / "pix2nerf_synthetic_heads_64.yaml"
 PIX2NERF_TINY = ROOT / "configs" / "train" / "pix2nerf_tiny.yaml"
@@ -56,17 +55,7 @@ def test_conditional_adversarial_loss_reaches_the_latent():
 
 def fit(system: Pix2NeRF, tmp_path: Path, steps: int) -> None:
     data = FaceDataModule(resolution=16, batch_size=4, num_identities=4, epoch_length=8, val_size=2)
-    trainer = L.Trainer(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        max_steps=3 * steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    trainer.fit(system, data)
+    trainer(tmp_path, max_steps=3 * steps, enable_checkpointing=False).fit(system, data)
 
 
 @pytest.mark.parametrize("warmup_steps, encoder_changes", [(100, False), (0, True)])
@@ -213,17 +202,7 @@ def test_multiview_training_lowers_the_novel_view_error_of_one_head(tmp_path):
 
     before = novel_error()
     data = FaceDataModule(resolution=16, batch_size=4, num_identities=1, epoch_length=120, target_views=3)
-    trainer = L.Trainer(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    trainer.fit(system, data)
+    trainer(tmp_path, max_epochs=1, enable_checkpointing=False).fit(system, data)
     after = novel_error()
     assert after < 0.75 * before, (before, after)  # measured 0.469 -> 0.313
 

@@ -10,6 +10,7 @@ from pix2nerf.precision import autocast
 from pix2nerf.systems import GAN3D
 
 from ..factories import tiny_generator
+from .test_gan import trainer
 
 LOSSES = ("train/loss_g", "train/loss_d", "train/d_real", "train/d_fake")
 LOSS_TOLERANCE = 0.02
@@ -39,17 +40,8 @@ def train(precision: str, tmp_path) -> list[dict[str, float]]:
     L.seed_everything(0)
     system, data = dual_system()
     recorder = LossRecorder()
-    L.Trainer(
-        default_root_dir=tmp_path / precision,
-        accelerator="cpu",
-        precision=precision,
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[recorder],
+    trainer(
+        tmp_path / precision, max_epochs=1, precision=precision, enable_checkpointing=False, callbacks=[recorder]
     ).fit(system, data)
     return recorder.history
 
