@@ -124,6 +124,8 @@ class GAN3D(L.LightningModule):
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.augmentation = make_augmentation(augment_p)
         self._last_step_time: float | None = None
+        self.training_seconds = 0.0
+        """Wall-clock seconds of training (validation included) over all sessions of this run; in checkpoints."""
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         fixed = torch.Generator().manual_seed(seed)
@@ -267,10 +269,16 @@ class GAN3D(L.LightningModule):
         self.images_seen += batch_size
         now = time.perf_counter()
         if self._last_step_time is not None:
+            self.training_seconds += now - self._last_step_time
             self.log("train/images_per_second", batch_size / (now - self._last_step_time), prog_bar=True)
         self._last_step_time = now
         losses.update(
-            {"train/neural_resolution": float(self.neural_resolution()), "train/blur_sigma": self.blur_sigma()}
+            {
+                "train/neural_resolution": float(self.neural_resolution()),
+                "train/blur_sigma": self.blur_sigma(),
+                "train/hours": self.training_seconds / 3600,
+                "train/images_seen": float(self.images_seen),
+            }
         )
         self.log_dict(losses)
 
@@ -377,9 +385,13 @@ class GAN3D(L.LightningModule):
         """The cameras the generator was trained for (GAN3D takes them from the data: the face prior)."""
         return FACE_PRIOR
 
+    def on_train_start(self) -> None:
+        self._last_step_time = time.perf_counter()  # the first step's time counts too
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the RNG state so a resumed run draws the same latents, swaps and noise, and the network
-        specs so inference can rebuild the networks from the checkpoint alone."""
+        """Keep the RNG state so a resumed run draws the same latents, swaps and noise, the network specs so
+        inference can rebuild the networks from the checkpoint alone, and the training time so far."""
+        checkpoint["training_seconds"] = self.training_seconds
         checkpoint["network_specs"] = self.network_specs()
         checkpoint["camera_prior"] = dataclasses.asdict(self.camera_prior)
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
@@ -387,6 +399,7 @@ class GAN3D(L.LightningModule):
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.training_seconds = float(checkpoint.get("training_seconds", 0.0))
         state = checkpoint.get("rng_state")
         if state is not None:
             torch.set_rng_state(state["torch"])

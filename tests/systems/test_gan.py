@@ -106,6 +106,7 @@ def test_resume_continues_exactly(tmp_path):
 
     expected, actual = state(straight), state(resumed)
     assert int(actual["step_count"]) == 4 and int(actual["images_seen"]) == 16
+    assert resumed.training_seconds > first.training_seconds > 0  # training time accumulates across sessions
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], atol=1e-6, rtol=1e-5, msg=key)
 
