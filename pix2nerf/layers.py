@@ -215,7 +215,7 @@ def modulated_conv2d(
         if dcoefs is not None:
             per_sample = per_sample * dcoefs[:, :, None]
         height, width = x.shape[2:]
-        if x.is_contiguous(memory_format=torch.channels_last):  # (B, H, W, I) in memory: keep that layout
+        if x.is_contiguous(memory_format=CHANNELS_LAST):  # (B, H, W, I) in memory: keep that layout
             pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, -1)
             x = torch.bmm(pixels, per_sample.to(x.dtype).transpose(1, 2))
             x = x.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
