@@ -77,6 +77,10 @@ class GAN3D(L.LightningModule):
         truncation_psi: for validation samples.
         num_val_latents: fixed latents rendered at every validation.
         seed: for the fixed validation latents.
+        compile_networks: ``torch.compile`` the tri-plane synthesis network (the bulk of a step) when training
+            starts; weights and checkpoints are unchanged. Measured on a 2-core CPU at the synthetic_heads_64 sizes:
+            its fwd+bwd runs 1.5x faster after a ~40 s first step, so it pays back after ~100 steps. The
+            discriminator stays eager: R1 needs a double backward, which compiled graphs do not support.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class GAN3D(L.LightningModule):
         truncation_psi: float = 1.0,
         num_val_latents: int = 4,
         seed: int = 0,
+        compile_networks: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -384,6 +389,10 @@ class GAN3D(L.LightningModule):
     def camera_prior(self) -> PosePrior:
         """The cameras the generator was trained for (GAN3D takes them from the data: the face prior)."""
         return FACE_PRIOR
+
+    def on_fit_start(self) -> None:
+        if self.hparams.compile_networks and self.generator.backbone.synthesis is not None:
+            self.generator.backbone.synthesis.compile()
 
     def on_train_start(self) -> None:
         self._last_step_time = time.perf_counter()  # the first step's time counts too
