@@ -31,6 +31,7 @@ from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import SpheresField
 from pix2nerf.inference import FaceModel, load_model
 from pix2nerf.networks import Encoder, Generator
+from pix2nerf.precision import PRECISIONS
 from pix2nerf.precision import autocast as precision_autocast
 from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, stratified
 from pix2nerf.runtime import adapt_threads, available_cpus, configure_threads
@@ -229,15 +230,14 @@ def rendering(cfg: DictConfig, device: torch.device) -> list[Result]:
 def inversion(cfg: DictConfig, device: torch.device) -> list[Result]:
     """Latency of ``FaceModel.encode`` + one render (encoder-only inversion, no refinement) of one image."""
     if cfg.inversion.checkpoint:
-        model = load_model(cfg.inversion.checkpoint, device)
+        model = load_model(cfg.inversion.checkpoint, device, cfg.precision)
     else:
         image_resolution, neural_resolution = cfg.inversion.resolution
         generator = sr_generator(cfg, image_resolution, neural_resolution, device)
         encoder = Encoder(image_resolution, generator.num_ws, generator.w_dim, **cfg.inversion.encoder)
-        model = FaceModel(generator, encoder).to(device)
+        model = FaceModel(generator, encoder, precision=cfg.precision).to(device)  # it applies its own autocast
     if model.encoder is None:
         raise SystemExit(f"{cfg.inversion.checkpoint} has no encoder: nothing to benchmark for inversion")
-    model.precision = cfg.precision  # FaceModel applies its own autocast
     num_coarse, num_importance = sample_counts(cfg, device)
     image = torch.rand(1, 3, model.resolution, model.resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
     image = image.to(device)
@@ -339,7 +339,7 @@ def run_suite(cfg: DictConfig, device: torch.device) -> list[Result]:
 
 
 def _run_suite(cfg: DictConfig, device: torch.device) -> list[Result]:
-    if cfg.precision not in ("fp32", "bf16"):
+    if cfg.precision not in PRECISIONS:
         raise SystemExit(f"precision must be fp32 or bf16, got {cfg.precision!r}")
     configure_threads(cfg.threads)
     results = rendering_core(cfg, device)

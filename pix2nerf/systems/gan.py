@@ -129,8 +129,8 @@ class GAN3D(L.LightningModule):
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.augmentation = make_augmentation(augment_p)
         self._last_step_time: float | None = None
+        # Wall-clock seconds of training (validation included) over all sessions of this run; kept in checkpoints.
         self.training_seconds = 0.0
-        """Wall-clock seconds of training (validation included) over all sessions of this run; in checkpoints."""
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         fixed = torch.Generator().manual_seed(seed)

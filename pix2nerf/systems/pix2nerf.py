@@ -281,12 +281,12 @@ class Pix2NeRF(GAN3D):
             w, angles = w.detach(), angles.detach()
         recon = self.render(w, angles)
         reconstruction = self.reconstruction_loss(real, recon.image)
-        adversarial = torch.zeros((), device=real.device)
+        zero = torch.zeros((), device=real.device)
+        adversarial = zero
         if h.adversarial_weight > 0:
             self.discriminator.requires_grad_(False)
             adversarial = self.conditional_adversarial_loss(w)
             self.discriminator.requires_grad_(True)
-        zero = torch.zeros((), device=real.device)
         weights = {
             "latent": h.latent_weight,
             "pose": h.pose_weight,
