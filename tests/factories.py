@@ -25,11 +25,17 @@ def tiny_generator(seed: int = 0, **overrides) -> Generator:
     return Generator(**{**config, **overrides})
 
 
-def tiny_face_model(seed: int = 0, image_resolution: int = 16):
-    """A FaceModel with a tiny generator (8^2 rendering, super-resolved to ``image_resolution``) and encoder."""
+def tiny_face_model(seed: int = 0, image_resolution: int = 16, residual: bool = False):
+    """A FaceModel with a tiny generator (8^2 rendering, super-resolved to ``image_resolution``) and encoder; with
+    ``residual``, also a plane residual whose last layer is randomised (so its offsets are not zero)."""
     from pix2nerf.inference import FaceModel
-    from pix2nerf.networks import Encoder
+    from pix2nerf.networks import Encoder, PlaneResidual
 
     generator = tiny_generator(seed, image_resolution=image_resolution, sr_channels=(8, 8))
     encoder = Encoder(img_resolution=image_resolution, num_ws=generator.num_ws, w_dim=8, channel_base=64, channel_max=8)
-    return FaceModel(generator, encoder)
+    stage2 = None
+    if residual:
+        stage2 = PlaneResidual(image_resolution, 8, generator.plane_channels, channels=8, channel_max=16)
+        with torch.no_grad():
+            stage2.out.weight.normal_(std=1.0)
+    return FaceModel(generator, encoder, residual=stage2)

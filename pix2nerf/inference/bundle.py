@@ -1,6 +1,7 @@
 """Loading trained models for inference, and exporting them as small, safe bundles.
 
-A bundle is one ``.safetensors`` file: the generator's EMA weights and the encoder's (optionally in fp16)
+A bundle is one ``.safetensors`` file: the generator's EMA weights, the encoder's and the plane residual's
+(the hybrid encoder's stage 2, when the model has one), optionally in fp16,
 plus, in its metadata, the network specs (class + constructor arguments), the camera prior, a digest of
 the weights and free-form provenance. Nothing in it is executable; loading it cannot run code.
 Lightning ``.ckpt`` files load too (with ``weights_only=True``), so a run can be used before it is exported.
@@ -30,7 +31,7 @@ from pix2nerf.precision import resolve_precision
 
 BUNDLE_FORMAT = "pix2nerf-bundle"
 BUNDLE_VERSION = 1
-NETWORK_NAMES = ("generator", "encoder")
+NETWORK_NAMES = ("generator", "encoder", "residual")
 
 
 def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -141,7 +142,7 @@ def _read_lightning_checkpoint(path: Path) -> tuple[dict, PosePrior, dict[str, t
         raise InputError(f"{path} is not a Lightning checkpoint (no state_dict); pass a pix2nerf run's .ckpt")
     weights = checkpoint["state_dict"]
     state = {}
-    for name, prefix in (("generator", "generator_ema."), ("encoder", "encoder.")):
+    for name, prefix in (("generator", "generator_ema."), ("encoder", "encoder."), ("residual", "residual.")):
         state.update({f"{name}.{k[len(prefix) :]}": v for k, v in weights.items() if k.startswith(prefix)})
     if not any(key.startswith("generator.") for key in state):
         raise InputError(f"{path} holds no generator_ema weights: not a pix2nerf GAN/Pix2NeRF checkpoint")
@@ -180,7 +181,10 @@ def _assemble(path: Path, specs: dict, prior: PosePrior, state: dict[str, torch.
         except RuntimeError as error:
             summary = str(error).splitlines()[0]
             raise InputError(f"{path}: the {name} weights do not fit its recorded architecture ({summary})") from error
-    return FaceModel(networks["generator"], networks.get("encoder"), prior)
+    try:
+        return FaceModel(networks["generator"], networks.get("encoder"), prior, residual=networks.get("residual"))
+    except ValueError as error:
+        raise InputError(f"{path}: {error}") from error
 
 
 def export_bundle(

@@ -24,12 +24,14 @@ class Inversion:
         w: (1, num_ws, w_dim) latent.
         yaw_pitch: (1, 2) estimated camera angles (radians) on the model's camera sphere.
         generator: a per-image fine-tuned copy of the generator (PTI), or None to use the model's.
+        plane_offsets: (1, 3, C, P, P) tri-plane offsets from the model's plane residual, or None.
         losses: reconstruction loss after each refinement step (empty for encoder-only inversion).
     """
 
     w: Tensor
     yaw_pitch: Tensor
     generator: Generator | None = None
+    plane_offsets: Tensor | None = None
     losses: list[float] = field(default_factory=list)
 
 
@@ -70,14 +72,17 @@ def encode(model: FaceModel, image: Tensor) -> Inversion:
     """Encoder-only inversion of one image (3, H, W) or (1, 3, H, W) in [-1, 1]."""
     image = image if image.ndim == 4 else image[None]
     encoded = model.encode(image.to(model.w_avg.device))
-    return Inversion(w=encoded.w.clone(), yaw_pitch=encoded.yaw_pitch.clone())
+    offsets = encoded.plane_offsets.clone() if encoded.plane_offsets is not None else None
+    return Inversion(w=encoded.w.clone(), yaw_pitch=encoded.yaw_pitch.clone(), plane_offsets=offsets)
 
 
 class ReconstructionLoss:
     """Weighted MSE + LPIPS on the input view, plus the mirror-symmetry term."""
 
-    def __init__(self, model: FaceModel, target: Tensor, options: RefineOptions) -> None:
-        self.model, self.target, self.options = model, target, options
+    def __init__(
+        self, model: FaceModel, target: Tensor, options: RefineOptions, plane_offsets: Tensor | None = None
+    ) -> None:
+        self.model, self.target, self.options, self.plane_offsets = model, target, options, plane_offsets
         self.mirrored = target.flip(-1)
         self.lpips = None
         if options.lpips_weight > 0:
@@ -89,7 +94,11 @@ class ReconstructionLoss:
         angles = yaw_pitch
         if options.symmetry_weight > 0:
             angles = torch.cat([yaw_pitch, yaw_pitch * yaw_pitch.new_tensor([-1.0, 1.0])])
-        images = self.model.render(w.expand(angles.shape[0], -1, -1), angles, generator=generator).image
+        offsets = self.plane_offsets
+        if offsets is not None:
+            offsets = offsets.expand(angles.shape[0], *offsets.shape[1:])
+        views = w.expand(angles.shape[0], -1, -1)
+        images = self.model.render(views, angles, generator=generator, plane_offsets=offsets).image
         recon = images[:1]
         loss = options.mse_weight * F.mse_loss(recon, self.target)
         if self.lpips is not None:
@@ -102,13 +111,17 @@ class ReconstructionLoss:
 def refine(
     model: FaceModel, image: Tensor, start: Inversion, options: RefineOptions, progress: bool = True
 ) -> Inversion:
-    """Refine an inversion of ``image`` (3, H, W) in [-1, 1] at the model's resolution; returns a new one."""
+    """Refine an inversion of ``image`` (3, H, W) in [-1, 1] at the model's resolution; returns a new one.
+
+    The stage-2 plane offsets of ``start`` (if any) are kept fixed: refinement tunes the latent, pose and
+    (PTI) the generator under them.
+    """
     target = (image if image.ndim == 4 else image[None]).to(start.w.device)
     if target.shape[-1] != model.resolution:
         raise ValueError(f"refinement compares at the model's {model.resolution}^2; got {tuple(target.shape)}")
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(options.seed)
-    loss_fn = ReconstructionLoss(model, target, options)
+    loss_fn = ReconstructionLoss(model, target, options, start.plane_offsets)
     w = start.w.detach().clone().requires_grad_(True)
     yaw_pitch = start.yaw_pitch.detach().clone().requires_grad_(options.optimize_pose)
     groups = [{"params": [w], "lr": options.learning_rate}]
@@ -141,4 +154,4 @@ def refine(
         tuned.requires_grad_(False).eval()
     bar.close()
     torch.random.set_rng_state(generator_state)
-    return Inversion(w=w, yaw_pitch=yaw_pitch, generator=tuned, losses=losses)
+    return Inversion(w=w, yaw_pitch=yaw_pitch, generator=tuned, plane_offsets=start.plane_offsets, losses=losses)

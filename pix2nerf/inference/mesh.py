@@ -50,9 +50,16 @@ def field_colors(generator: Generator, params: Tensor, points: Tensor, chunk: in
     return torch.cat(parts).clamp(0.0, 1.0)
 
 
-def extract_mesh(generator: Generator, w: Tensor, resolution: int = 128, level: float = EG3D_DENSITY_LEVEL) -> Mesh:
-    """Marching cubes at density ``level`` on the field of latent w (1, num_ws, w_dim)."""
-    params = generator.field_params(w, noise_mode="const")
+def extract_mesh(
+    generator: Generator,
+    w: Tensor,
+    resolution: int = 128,
+    level: float = EG3D_DENSITY_LEVEL,
+    plane_offsets: Tensor | None = None,
+) -> Mesh:
+    """Marching cubes at density ``level`` on the field of latent w (1, num_ws, w_dim) with tri-plane offsets
+    (1, 3, C, P, P) or None."""
+    params = generator.field_params(w, noise_mode="const", plane_offsets=plane_offsets)
     density, box = density_grid(generator, params, resolution)
     grid = density.cpu().numpy()
     if not grid.min() < level < grid.max():

@@ -7,8 +7,10 @@ from contextlib import AbstractContextManager
 from torch import Tensor, nn
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, prior_cameras
+from pix2nerf.layers import resize
 from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
+from pix2nerf.networks.residual import PlaneResidual, check_residual_fits
 from pix2nerf.precision import Precision, autocast, check_precision
 from pix2nerf.runtime import adapt_threads
 
@@ -22,6 +24,8 @@ class FaceModel(nn.Module):
         prior: the camera sphere and pose prior; yaw/pitch angles are turned into cameras on it.
         precision: ``"bf16"`` runs the networks under bf16 autocast (about twice as fast on CPUs with AMX and
             on recent GPUs; compositing stays float32), ``"fp32"`` in float32. Outputs are float32 either way.
+        residual: the hybrid encoder's stage 2 (needs an encoder and a tri-plane generator): per-image plane
+            offsets from the input and the stage-1 render, for detail outside the latent space.
     """
 
     def __init__(
@@ -30,10 +34,16 @@ class FaceModel(nn.Module):
         encoder: Encoder | None = None,
         prior: PosePrior = FACE_PRIOR,
         precision: Precision = "fp32",
+        residual: PlaneResidual | None = None,
     ) -> None:
         super().__init__()
+        if residual is not None:
+            if encoder is None:
+                raise ValueError("a plane residual refines an encoder's inversion: it needs an encoder")
+            check_residual_fits(residual, generator)
         self.generator = generator.eval().requires_grad_(False)
         self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
+        self.residual = residual.eval().requires_grad_(False) if residual is not None else None
         self.prior = prior
         self.precision = check_precision(precision)
 
@@ -58,11 +68,18 @@ class FaceModel(nn.Module):
         return prior_cameras(yaw_pitch, self.prior)
 
     def encode(self, image: Tensor) -> EncoderOutput:
-        """image (B, 3, H, W) in [-1, 1] -> latents and yaw/pitch; without an encoder: w_avg, frontal."""
+        """image (B, 3, H, W) in [-1, 1] -> latents, yaw/pitch and, with a residual, plane offsets (rendering the
+        stage-1 inversion at the input's size once); without an encoder: w_avg, frontal."""
         if self.encoder is not None:
             with self.autocast():
                 encoded = self.encoder(image, self.w_avg)
-            return EncoderOutput(w=encoded.w.float(), yaw_pitch=encoded.yaw_pitch.float())
+            w, yaw_pitch = encoded.w.float(), encoded.yaw_pitch.float()
+            offsets = None
+            if self.residual is not None:
+                stage1 = self.render(w, yaw_pitch).image
+                with self.autocast():
+                    offsets = self.residual(image, resize(stage1, image.shape[-1])).float()
+            return EncoderOutput(w=w, yaw_pitch=yaw_pitch, plane_offsets=offsets)
         batch = image.shape[0]
         w = self.w_avg.expand(batch, self.generator.num_ws, -1).clone()
         return EncoderOutput(w=w, yaw_pitch=image.new_zeros(batch, 2))
@@ -75,9 +92,11 @@ class FaceModel(nn.Module):
         num_coarse: int | None = None,
         num_importance: int | None = None,
         generator: Generator | None = None,
+        plane_offsets: Tensor | None = None,
     ) -> GeneratorOutput:
-        """Render latents w (B, num_ws, w_dim) at (yaw, pitch) (B, 2); ``generator`` overrides the model's
-        (a per-image fine-tuned copy). Resolution is the neural rendering size (default: the generator's)."""
+        """Render latents w (B, num_ws, w_dim) with ``plane_offsets`` (B, 3, C, P, P) from :meth:`encode`, or
+        None, at (yaw, pitch) (B, 2); ``generator`` overrides the model's (a per-image fine-tuned copy).
+        Resolution is the neural rendering size (default: the generator's)."""
         with self.autocast():
             return (generator or self.generator).synthesis(
                 w,
@@ -86,4 +105,5 @@ class FaceModel(nn.Module):
                 num_coarse=num_coarse,
                 num_importance=num_importance,
                 noise_mode="const",
+                plane_offsets=plane_offsets,
             )

@@ -150,18 +150,23 @@ def novel_views(
     timed("encode", start)
     report: dict[str, Any] = {"input": str(image_path), "resolution": model.resolution}
     with torch.no_grad():
-        reconstruction = model.render(inversion.w, inversion.yaw_pitch).image
+        reconstruction = model.render(inversion.w, inversion.yaw_pitch, plane_offsets=inversion.plane_offsets).image
     report["psnr_encoder"] = psnr(reconstruction, image[None]).item()
     if options.refine.steps > 0 or options.refine.finetune_steps > 0:
         start = time.perf_counter()
         inversion = refine(model, image, inversion, options.refine, progress)
         timed("refine", start)
         with torch.no_grad():
-            reconstruction = model.render(inversion.w, inversion.yaw_pitch, generator=inversion.generator).image
+            reconstruction = model.render(
+                inversion.w, inversion.yaw_pitch, generator=inversion.generator, plane_offsets=inversion.plane_offsets
+            ).image
     generator = inversion.generator
     report["psnr_reconstruction"] = psnr(reconstruction, image[None]).item()
     iio.imwrite(out / "reconstruction.png", to_frames(reconstruction)[0])
-    torch.save({"w": inversion.w.cpu(), "yaw_pitch": inversion.yaw_pitch.cpu()}, out / "latent.pt")
+    latent = {"w": inversion.w.cpu(), "yaw_pitch": inversion.yaw_pitch.cpu()}
+    if inversion.plane_offsets is not None:
+        latent["plane_offsets"] = inversion.plane_offsets.cpu()
+    torch.save(latent, out / "latent.pt")
     camera = camera_record(model, inversion)
     (out / "camera.json").write_text(json.dumps(camera, indent=2))
 
@@ -175,6 +180,7 @@ def novel_views(
             options.num_importance,
             options.max_samples,
             generator,
+            inversion.plane_offsets,
         )
 
     start = time.perf_counter()
@@ -207,7 +213,13 @@ def novel_views(
 
     if options.mesh_resolution > 0:
         start = time.perf_counter()
-        mesh = extract_mesh(generator or model.generator, inversion.w, options.mesh_resolution, options.mesh_level)
+        mesh = extract_mesh(
+            generator or model.generator,
+            inversion.w,
+            options.mesh_resolution,
+            options.mesh_level,
+            inversion.plane_offsets,
+        )
         write_ply(mesh, out / "mesh.ply")
         write_obj(mesh, out / "mesh.obj")
         timed("mesh", start)

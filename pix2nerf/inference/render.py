@@ -37,9 +37,11 @@ def render_cameras(
     num_coarse: int | None = None,
     num_importance: int | None = None,
     max_samples: int = 2**22,
+    plane_offsets: Tensor | None = None,
 ) -> Views:
-    """Render latent w (1, num_ws, w_dim) from every camera (N of them), in batches of at most ``max_samples``
-    ray samples (about 100 bytes each per feature channel on CPU). The field (tri-planes) is computed once.
+    """Render latent w (1, num_ws, w_dim), with tri-plane offsets (1, 3, C, P, P) or None, from every camera (N of
+    them), in batches of at most ``max_samples`` ray samples (about 100 bytes each per feature channel on CPU). The
+    field (tri-planes) is computed once.
 
     ``resolution`` is the neural rendering size (default: the generator's).
     """
@@ -47,7 +49,7 @@ def render_cameras(
     coarse = generator.renderer.num_coarse if num_coarse is None else num_coarse
     fine = generator.renderer.num_importance if num_importance is None else num_importance
     batch = views_per_batch(resolution, coarse + fine, max_samples)
-    params = generator.field_params(w, noise_mode="const")
+    params = generator.field_params(w, noise_mode="const", plane_offsets=plane_offsets)
     parts: list[Views] = []
     for start in range(0, len(cameras), batch):
         chunk = cameras[start : start + batch]
@@ -79,11 +81,13 @@ def render_views(
     num_importance: int | None = None,
     max_samples: int = 2**22,
     generator: Generator | None = None,
+    plane_offsets: Tensor | None = None,
 ) -> Views:
-    """Render latent w (1, num_ws, w_dim) at each (yaw, pitch) of ``angles`` (N, 2) on the model's camera sphere
-    (see :func:`render_cameras`); ``generator`` overrides the model's (a per-image fine-tuned copy)."""
+    """Render latent w (1, num_ws, w_dim) with ``plane_offsets`` (1, 3, C, P, P) or None at each (yaw, pitch) of
+    ``angles`` (N, 2) on the model's camera sphere (see :func:`render_cameras`); ``generator`` overrides the
+    model's (a per-image fine-tuned copy)."""
     cameras = model.cameras(angles.to(w.device))
     with model.autocast():
         return render_cameras(
-            generator or model.generator, w, cameras, resolution, num_coarse, num_importance, max_samples
+            generator or model.generator, w, cameras, resolution, num_coarse, num_importance, max_samples, plane_offsets
         )

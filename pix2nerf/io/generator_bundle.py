@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from pix2nerf.inference import InputError, load_model
-from pix2nerf.networks import Encoder, Generator
+from pix2nerf.networks import Encoder, Generator, PlaneResidual
 from pix2nerf.networks.specs import network_spec
 
 
@@ -33,9 +33,12 @@ def load_generator_bundle(path: str | Path, *generators: Generator) -> None:
     _copy_matching(path, "generator", load_model(path).generator, generators)
 
 
-def load_encoder_bundle(path: str | Path, encoder: Encoder) -> None:
-    """Copy the encoder weights of bundle ``path`` into ``encoder`` (the bundle must have an encoder)."""
-    source = load_model(path).encoder
-    if source is None:
+def load_encoder_bundle(path: str | Path, encoder: Encoder, residual: PlaneResidual | None = None) -> None:
+    """Copy the encoder weights of bundle ``path`` into ``encoder`` (the bundle must have an encoder), and its
+    plane residual's into ``residual`` when both exist (a stage-1 bundle leaves a new residual as it is)."""
+    model = load_model(path)
+    if model.encoder is None:
         raise InputError(f"{path} has no encoder to start from; drop encoder_bundle to train the encoder from scratch")
-    _copy_matching(path, "encoder", source, (encoder,))
+    _copy_matching(path, "encoder", model.encoder, (encoder,))
+    if residual is not None and model.residual is not None:
+        _copy_matching(path, "plane residual", model.residual, (residual,))

@@ -14,10 +14,12 @@ from pix2nerf.networks.specs import init_arguments
 
 @dataclass
 class EncoderOutput:
-    """w: (B, num_ws, w_dim) latents. yaw_pitch: (B, 2) camera angles in radians, inside the encoder's bounds."""
+    """w: (B, num_ws, w_dim) latents. yaw_pitch: (B, 2) camera angles in radians, inside the encoder's bounds.
+    plane_offsets: (B, 3, C, P, P) per-image tri-plane offsets from a hybrid encoder's stage 2, or None."""
 
     w: Tensor
     yaw_pitch: Tensor
+    plane_offsets: Tensor | None = None
 
 
 class Encoder(nn.Module):

@@ -252,14 +252,35 @@ class Generator(nn.Module):
             )
         return torch.cat([geometry, appearance], dim=1)
 
-    def field_params(self, ws: Tensor, noise_mode: NoiseMode | None = None) -> Tensor:
+    def field_params(
+        self, ws: Tensor, noise_mode: NoiseMode | None = None, plane_offsets: Tensor | None = None
+    ) -> Tensor:
         """What the radiance head reads: tri-planes (B, 3, C (+ A), H, W), or ws for the hash grid.
 
         With decoupled latents the geometry planes (from the geometry ws) come first on the channel axis,
-        then the appearance planes (from the appearance ws).
+        then the appearance planes (from the appearance ws). ``plane_offsets`` (B, 3, C (+ A), H, W), e.g. from
+        a :class:`~pix2nerf.networks.residual.PlaneResidual`, are added to the planes.
         """
         if self.backbone.synthesis is None:
+            if plane_offsets is not None:
+                raise ValueError(
+                    "plane offsets need tri-planes; the hash-grid head's grid is shared by all latents, so it has "
+                    "no per-image planes to offset (use field='triplane', or no plane residual)"
+                )
             return ws
+        planes = self._planes(ws, noise_mode)
+        if plane_offsets is None:
+            return planes
+        if plane_offsets.shape[1:] != planes.shape[1:]:
+            raise ValueError(
+                f"plane offsets {tuple(plane_offsets.shape)} do not fit this generator's planes "
+                f"{tuple(planes.shape)}; build the plane residual with plane_resolution={planes.shape[-1]} and "
+                f"plane_channels={planes.shape[2]}"
+            )
+        return planes + plane_offsets.to(planes.dtype)
+
+    def _planes(self, ws: Tensor, noise_mode: NoiseMode | None) -> Tensor:
+        """(B, 3, C (+ A), H, W) tri-planes of ws from the synthesis network(s)."""
         noise_mode = noise_mode or ("random" if self.training else "const")
 
         def planes(synthesis: SynthesisNetwork, latents: Tensor, channels: int) -> Tensor:
@@ -332,17 +353,19 @@ class Generator(nn.Module):
         noise_mode: NoiseMode | None = None,
         generator: torch.Generator | None = None,
         params: Tensor | None = None,
+        plane_offsets: Tensor | None = None,
     ) -> GeneratorOutput:
         """Render the fields of ``ws`` (B, num_ws, w_dim) from ``cameras`` (B of them).
 
         Resolution and samples per ray default to the constructor's and can be changed per call.
         ``params``: the field parameters of ws from :meth:`field_params`, when already computed (e.g. planes
-        of a few latents indexed for many views).
+        of a few latents indexed for many views). ``plane_offsets``: see :meth:`field_params` (ignored with
+        ``params``, which already hold them).
         """
         if len(cameras) != ws.shape[0]:
             raise ValueError(f"got {ws.shape[0]} latents but {len(cameras)} cameras; pass one camera per latent")
         resolution = neural_resolution or self.neural_resolution
-        params = self.field_params(ws, noise_mode) if params is None else params
+        params = self.field_params(ws, noise_mode, plane_offsets) if params is None else params
         origins, directions = rays(cameras, resolution)
         composite = self.render_rays(params, origins, directions, num_coarse, num_importance, generator)
 

@@ -55,5 +55,6 @@ def network_classes() -> dict[str, type[nn.Module]]:
     from pix2nerf.networks.discriminator import Discriminator
     from pix2nerf.networks.encoder import Encoder
     from pix2nerf.networks.generator import Generator
+    from pix2nerf.networks.residual import PlaneResidual
 
-    return {cls.__name__: cls for cls in (Generator, Encoder, Discriminator)}
+    return {cls.__name__: cls for cls in (Generator, Encoder, Discriminator, PlaneResidual)}

@@ -115,6 +115,7 @@ class GAN3D(L.LightningModule):
                 "generator",
                 "discriminator",
                 "encoder",
+                "residual",
                 "semantic_discriminator",
                 "optimizer_g",
                 "optimizer_d",

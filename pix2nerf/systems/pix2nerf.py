@@ -20,6 +20,7 @@ from pix2nerf.metrics import depth_errors, mean_iou, pose_error_degrees, psnr, r
 from pix2nerf.networks.discriminator import Discriminator
 from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
+from pix2nerf.networks.residual import PlaneResidual, check_residual_fits
 from pix2nerf.networks.specs import network_spec
 from pix2nerf.systems.gan import GAN3D
 
@@ -62,6 +63,11 @@ class Pix2NeRF(GAN3D):
     the encoder's pose is regressed on the exact source pose. (5) is supervised and well posed, so it trains the
     encoder from the first step.
 
+    With a ``residual`` (the hybrid encoder's stage 2, GOAE/TriPlaneNet-style) the encoder's latent is rendered at
+    its pose, and the residual turns the input and that render into tri-plane offsets; (3) to (5) then render the
+    offset planes through the generator's own decoder and renderer. Stage 2 is usually trained on a trained stage 1
+    with ``freeze_encoder``.
+
     Args:
         encoder: the image encoder.
         optimizer_e: optimizer factory for the encoder.
@@ -87,6 +93,9 @@ class Pix2NeRF(GAN3D):
         opacity_weight: L1 of (5)'s opacity against the exact foreground coverage.
         exact_pose_weight: MSE of the encoder's (yaw, pitch) on real images against exact labels, when the batch
             has them (synthetic heads).
+        residual: stage 2 of the hybrid encoder (tri-plane generators only), trained by the encoder optimizer;
+            ``encoder_bundle`` starts it too when the bundle has one.
+        freeze_encoder: keep the (stage-1) encoder fixed and train the residual only (needs ``residual``).
         **gan_kwargs: :class:`GAN3D` arguments.
     """
 
@@ -119,6 +128,8 @@ class Pix2NeRF(GAN3D):
         depth_weight: float = 0.0,
         opacity_weight: float = 0.0,
         exact_pose_weight: float = 0.0,
+        residual: PlaneResidual | None = None,
+        freeze_encoder: bool = False,
         **gan_kwargs: Any,
     ) -> None:
         super().__init__(generator, discriminator, optimizer_g, optimizer_d, **gan_kwargs)
@@ -128,14 +139,19 @@ class Pix2NeRF(GAN3D):
                 f"the encoder predicts {encoder.num_ws} x {encoder.w_dim} latents but the generator takes "
                 f"{generator.num_ws} x {generator.w_dim}; set the encoder's {layout}"
             )
+        if residual is not None:
+            check_residual_fits(residual, generator)
+        if freeze_encoder and residual is None:
+            raise ValueError("freeze_encoder trains the plane residual only; pass a residual (or drop freeze_encoder)")
         if generator_mode not in GENERATOR_MODES:
             raise ValueError(f"generator_mode must be one of {GENERATOR_MODES}, got {generator_mode!r}")
         if generator_mode == "reconstruct" and adversarial_weight > 0:
             raise ValueError("generator_mode='reconstruct' trains no discriminator: set adversarial_weight to 0")
         self.save_hyperparameters(
-            ignore=["generator", "discriminator", "encoder", "optimizer_g", "optimizer_d", "optimizer_e"]
+            ignore=["generator", "discriminator", "encoder", "residual", "optimizer_g", "optimizer_d", "optimizer_e"]
         )
         self.encoder = encoder
+        self.residual = residual
         self.optimizer_e = optimizer_e
         self.novel_prior = PosePrior(**novel_prior) if isinstance(novel_prior, dict) else novel_prior
         self.lpips = None
@@ -149,7 +165,9 @@ class Pix2NeRF(GAN3D):
         if generator_bundle:
             load_generator_bundle(generator_bundle, self.generator, self.generator_ema)
         if encoder_bundle:
-            load_encoder_bundle(encoder_bundle, self.encoder)
+            load_encoder_bundle(encoder_bundle, self.encoder, self.residual)
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
         if generator_mode == "freeze":
             self.generator.requires_grad_(False)
 
@@ -171,10 +189,16 @@ class Pix2NeRF(GAN3D):
             )
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [*super().configure_optimizers(), self.optimizer_e(self.encoder.parameters())]
+        trained = [] if self.hparams.freeze_encoder else list(self.encoder.parameters())
+        if self.residual is not None:
+            trained += list(self.residual.parameters())
+        return [*super().configure_optimizers(), self.optimizer_e(trained)]
 
     def network_specs(self) -> dict[str, dict[str, Any]]:
-        return {**super().network_specs(), "encoder": network_spec(self.encoder)}
+        specs = {**super().network_specs(), "encoder": network_spec(self.encoder)}
+        if self.residual is not None:
+            specs["residual"] = network_spec(self.residual)
+        return specs
 
     @property
     def camera_prior(self) -> PosePrior:
@@ -189,10 +213,24 @@ class Pix2NeRF(GAN3D):
             image = (self.encoder_augmentation(image * 0.5 + 0.5) * 2 - 1).clamp(-1, 1)
         return self.encoder(image, self.generator.backbone.mapping.w_avg)
 
-    def render(self, w: Tensor, angles: Tensor, generator: Generator | None = None) -> GeneratorOutput:
-        """Render latents (B, num_ws, w_dim) from cameras at (yaw, pitch) (B, 2) on the prior's sphere."""
+    def render(
+        self, w: Tensor, angles: Tensor, generator: Generator | None = None, plane_offsets: Tensor | None = None
+    ) -> GeneratorOutput:
+        """Render latents (B, num_ws, w_dim) with tri-plane offsets (B, 3, C, P, P) or None from cameras at
+        (yaw, pitch) (B, 2) on the prior's sphere."""
         cameras = prior_cameras(angles.to(w.device), self.novel_prior)
-        return (generator or self.generator).synthesis(w, cameras, neural_resolution=self.neural_resolution())
+        return (generator or self.generator).synthesis(
+            w, cameras, neural_resolution=self.neural_resolution(), plane_offsets=plane_offsets
+        )
+
+    def plane_offsets(self, image: Tensor, encoded: EncoderOutput, generator: Generator | None = None) -> Tensor | None:
+        """Stage 2: tri-plane offsets (B, 3, C, P, P) from images (B, 3, H, W) and the stage-1 render of their
+        encoding (an input only, so no gradient flows back through it); None without a residual."""
+        if self.residual is None:
+            return None
+        with torch.no_grad():
+            stage1 = self.render(encoded.w, encoded.yaw_pitch, generator).image
+        return self.residual(image, resize(stage1, image.shape[-1]))
 
     # -- losses ------------------------------------------------------------------------------------------------
 
@@ -217,16 +255,19 @@ class Pix2NeRF(GAN3D):
             losses["lpips"] = self.lpips(recon, real).mean()
         return losses
 
-    def conditional_adversarial_loss(self, w: Tensor) -> Tensor:
-        """(4): novel views of inverted latents, at cameras from the prior, must fool D."""
+    def conditional_adversarial_loss(self, w: Tensor, plane_offsets: Tensor | None = None) -> Tensor:
+        """(4): novel views of inverted latents (and plane offsets), at cameras from the prior, must fool D."""
         angles = sample_yaw_pitch(w.shape[0], self.novel_prior, device=w.device)
-        novel = self.render(w, angles)
+        novel = self.render(w, angles, plane_offsets=plane_offsets)
         c = prior_cameras(angles, self.novel_prior).label()
         return generator_loss(self.discriminate(novel.image, novel.image_raw, c).logits)
 
-    def multiview_loss(self, w: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """(5): render latents w (B, num_ws, w_dim) at the source's and the K targets' exact cameras and compare
-        with the exact views: colour L1 (and LPIPS), z-depth L1 on fully covered pixels, opacity vs coverage."""
+    def multiview_loss(
+        self, w: Tensor, batch: dict[str, Tensor], plane_offsets: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """(5): render latents w (B, num_ws, w_dim) with plane offsets (B, 3, C, P, P) or None at the source's and
+        the K targets' exact cameras and compare with the exact views: colour L1 (and LPIPS), z-depth L1 on fully
+        covered pixels, opacity vs coverage."""
         h = self.hparams
         if "target_image" not in batch:
             raise ValueError(
@@ -237,7 +278,7 @@ class Pix2NeRF(GAN3D):
         depth = torch.cat([batch["depth"][:, None], batch["target_depth"]], dim=1).flatten(0, 1)
         mask = torch.cat([batch["mask"][:, None], batch["target_mask"]], dim=1).flatten(0, 1)
         views = images.shape[0] // w.shape[0]
-        params = self.generator.field_params(w).repeat_interleave(views, dim=0)
+        params = self.generator.field_params(w, plane_offsets=plane_offsets).repeat_interleave(views, dim=0)
         out = self.generator.synthesis(
             w.repeat_interleave(views, dim=0),
             Cameras.from_label(labels),
@@ -272,20 +313,22 @@ class Pix2NeRF(GAN3D):
         inversion = self.inversion_loss(real.shape[0], real.device)
         encoded = self.encode(real)
         w, angles = encoded.w, encoded.yaw_pitch
+        offsets = self.plane_offsets(real, encoded)
         supervised: dict[str, Tensor] = {}
         if h.exact_pose_weight > 0 and "yaw_pitch" in batch:
             supervised["exact_pose"] = F.mse_loss(angles, batch["yaw_pitch"])
         if h.multiview_weight > 0 or h.multiview_lpips_weight > 0 or h.depth_weight > 0 or h.opacity_weight > 0:
-            supervised.update(self.multiview_loss(w, batch))
+            supervised.update(self.multiview_loss(w, batch, offsets))
         if self.warming_up:
             w, angles = w.detach(), angles.detach()
-        recon = self.render(w, angles)
+            offsets = offsets.detach() if offsets is not None else None
+        recon = self.render(w, angles, plane_offsets=offsets)
         reconstruction = self.reconstruction_loss(real, recon.image)
         zero = torch.zeros((), device=real.device)
         adversarial = zero
         if h.adversarial_weight > 0:
             self.discriminator.requires_grad_(False)
-            adversarial = self.conditional_adversarial_loss(w)
+            adversarial = self.conditional_adversarial_loss(w, offsets)
             self.discriminator.requires_grad_(True)
         weights = {
             "latent": h.latent_weight,
@@ -339,7 +382,7 @@ class Pix2NeRF(GAN3D):
         errors = []
         for offset in NOVEL_VIEW_YAWS:
             angles = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=real.device)
-            novel = self.render(encoded.w, angles, self.generator_ema)
+            novel = self.render(encoded.w, angles, self.generator_ema, encoded.plane_offsets)
             novel_cameras = prior_cameras(angles, self.novel_prior)
             errors.append(
                 reprojection_error(
@@ -350,9 +393,11 @@ class Pix2NeRF(GAN3D):
         self.log_dict(metrics, batch_size=real.shape[0], sync_dist=True)
 
     def invert(self, image: Tensor) -> tuple[EncoderOutput, GeneratorOutput]:
-        """Encode images (B, 3, H, W) and render the EMA generator at the estimated poses."""
+        """Encode images (B, 3, H, W) (both stages) and render the EMA generator at the estimated poses."""
         encoded = self.encoder(image, self.generator_ema.backbone.mapping.w_avg)
-        return encoded, self.render(encoded.w, encoded.yaw_pitch, self.generator_ema)
+        encoded.plane_offsets = self.plane_offsets(image, encoded, self.generator_ema)
+        recon = self.render(encoded.w, encoded.yaw_pitch, self.generator_ema, encoded.plane_offsets)
+        return encoded, recon
 
     def inversion_metrics(
         self, batch: dict[str, Tensor], encoded: EncoderOutput, recon: GeneratorOutput, stage: str
@@ -388,7 +433,7 @@ class Pix2NeRF(GAN3D):
             truth = render_heads(heads, cameras, resolution).image.to(encoded.w.device)
             # The novel view is relative to the estimated pose, as a user would ask for it.
             estimate = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=encoded.w.device)
-            image = self.render(encoded.w, estimate, self.generator_ema).image
+            image = self.render(encoded.w, estimate, self.generator_ema, encoded.plane_offsets).image
             scores_psnr.append(psnr(image, truth))
             scores_ssim.append(ssim(image, truth))
         metrics = {

@@ -124,7 +124,8 @@ def png_bytes(image: Tensor) -> bytes:
 
 
 def load_latent(data: bytes, name: str, model: FaceModel) -> Inversion:
-    """A ``latent.pt`` upload (``{"w": (1, num_ws, w_dim), "yaw_pitch": (1, 2)}``) read safely (tensors only)."""
+    """A ``latent.pt`` upload (``{"w": (1, num_ws, w_dim), "yaw_pitch": (1, 2)}`` and, from a model with a plane
+    residual, ``"plane_offsets": (1, 3, C, P, P)``) read safely (tensors only)."""
     try:
         saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -139,8 +140,17 @@ def load_latent(data: bytes, name: str, model: FaceModel) -> Inversion:
     yaw_pitch = saved.get("yaw_pitch", torch.zeros(1, 2))
     if not isinstance(yaw_pitch, Tensor) or tuple(yaw_pitch.shape) != (1, 2):
         raise InputError(f"{name}: 'yaw_pitch' must be a (1, 2) tensor of radians")
+    offsets = saved.get("plane_offsets")
+    if offsets is not None:
+        if model.generator.field != "triplane":
+            raise InputError(f"{name} holds tri-plane offsets, but this model has no tri-planes (a hash-grid head)")
+        planes = model.generator.field_params(model.w_avg[None, None].expand(1, model.generator.num_ws, -1), "const")
+        if not isinstance(offsets, Tensor) or offsets.shape != planes.shape:
+            shape = tuple(offsets.shape) if isinstance(offsets, Tensor) else type(offsets).__name__
+            raise InputError(f"{name}: 'plane_offsets' must be {tuple(planes.shape)} for this model, got {shape}")
+        offsets = offsets.float().to(model.w_avg.device)
     device = model.w_avg.device
-    return Inversion(w=w.float().to(device), yaw_pitch=yaw_pitch.float().to(device))
+    return Inversion(w=w.float().to(device), yaw_pitch=yaw_pitch.float().to(device), plane_offsets=offsets)
 
 
 class ViewerSession:
@@ -232,6 +242,11 @@ class ViewerSession:
             w = interpolate_appearance(self._generator(), w, self.appearance_source, view.appearance)
         return torch.lerp(self.model.w_avg.expand_as(w), w, view.truncation)
 
+    def plane_offsets(self, view: View) -> Tensor | None:
+        """The face's stage-2 tri-plane offsets (1, 3, C, P, P) scaled by the view's truncation, or None."""
+        offsets = self._face().plane_offsets
+        return offsets * view.truncation if offsets is not None else None
+
     def cameras(self, angles: Tensor, zoom: float) -> Cameras:
         """Cameras at yaw/pitch ``angles`` (N, 2) on the prior's sphere; zoom scales the focal length (a radius
         change would move the volume out of the generator's fixed ray bounds)."""
@@ -250,7 +265,14 @@ class ViewerSession:
         cameras = self.cameras(angles, view.zoom)
         generator, w = self._generator(), self.latent(view)
         with self.model.autocast():
-            views = render_cameras(generator, w, cameras, resolution, max_samples=self.options.max_samples)
+            views = render_cameras(
+                generator,
+                w,
+                cameras,
+                resolution,
+                max_samples=self.options.max_samples,
+                plane_offsets=self.plane_offsets(view),
+            )
         if view.mode == "depth":
             return depth_frames(views.depth, views.opacity)
         if view.mode == "semantics":
@@ -284,7 +306,11 @@ class ViewerSession:
         with self.lock:
             try:
                 mesh = extract_mesh(
-                    self._generator(), self.latent(view), self.options.mesh_resolution, self.options.mesh_level
+                    self._generator(),
+                    self.latent(view),
+                    self.options.mesh_resolution,
+                    self.options.mesh_level,
+                    self.plane_offsets(view),
                 )
             except ValueError as error:
                 raise InputError(

@@ -18,7 +18,7 @@ class SphereGenerator:
 
     head = SimpleNamespace(box_warp=1.0)
 
-    def field_params(self, w, noise_mode=None):
+    def field_params(self, w, noise_mode=None, plane_offsets=None):
         return w
 
     def query(self, points, params):
