@@ -38,4 +38,4 @@ def tiny_face_model(seed: int = 0, image_resolution: int = 16, residual: bool = 
         stage2 = PlaneResidual(image_resolution, 8, generator.plane_channels, channels=8, channel_max=16)
         with torch.no_grad():
             stage2.out.weight.normal_(std=1.0)
-    return FaceModel(generator, encoder, residual=stage2)
+    return FaceModel(generator, encoder, residual=stage2).eval().requires_grad_(False)

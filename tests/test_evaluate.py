@@ -20,6 +20,8 @@ METRICS = [
     for name in ("psnr", "ssim", "lpips", "depth_mae", "depth_rmse", "depth_scaled_mae", "depth_silog")
 ] + ["pose_error_deg", "reprojection_error", "encoder_ms"]
 METRICS += [f"novel_{name}_{offset}" for name in ("psnr", "ssim") for offset in (15, 30, 45)]
+PASS_METRICS = [name for name in METRICS if name != "encoder_ms"]
+"""Scored again by the refined and off-frontal passes, under their prefixes."""
 
 
 def evaluate(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -33,7 +35,7 @@ def tiny_semantic_face_model() -> FaceModel:
     """``factories.tiny_face_model`` with semantic logits (FENeRF-style), so mIoU is scored too."""
     generator = tiny_generator(image_resolution=16, sr_channels=(8, 8), num_semantic_classes=NUM_SEMANTIC_CLASSES)
     encoder = Encoder(img_resolution=16, num_ws=generator.num_ws, w_dim=8, channel_base=64, channel_max=8)
-    return FaceModel(generator, encoder)
+    return FaceModel(generator, encoder).eval().requires_grad_(False)
 
 
 def test_evaluate_writes_every_metric(tmp_path):
@@ -44,12 +46,20 @@ def test_evaluate_writes_every_metric(tmp_path):
         "num_identities=2",
         "lpips.offline_random_backbone=true",
         "fid.skip_if_missing=true",
+        "refine.steps=3",
         f"output_json={output}",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
-    assert set(METRICS) <= set(report["metrics"]), sorted(report["metrics"])
+    for prefix in ("", "refined/", "off_frontal/"):
+        names = METRICS if not prefix else [prefix + name for name in PASS_METRICS]
+        assert set(names) <= set(report["metrics"]), sorted(report["metrics"])
+        assert all(math.isfinite(report["metrics"][name]) for name in names), report["metrics"]
+    metrics = report["metrics"]
+    assert metrics["refined/recon_psnr"] != metrics["recon_psnr"]  # refinement ran
+    assert metrics["off_frontal/recon_psnr"] != metrics["recon_psnr"]  # another input view
+    assert report["protocol"]["passes"]["off_frontal/"]["input_yaw_deg"] == 30
     assert all(math.isfinite(report["metrics"][name]) for name in METRICS), report["metrics"]
     assert 0 <= report["metrics"]["recon_semantic_miou"] <= 1
     assert report["metrics"]["novel_psnr"] == report["metrics"]["novel_psnr_30"]  # the headline offset

@@ -235,7 +235,9 @@ def inversion(cfg: DictConfig, device: torch.device) -> list[Result]:
         image_resolution, neural_resolution = cfg.inversion.resolution
         generator = sr_generator(cfg, image_resolution, neural_resolution, device)
         encoder = Encoder(image_resolution, generator.num_ws, generator.w_dim, **cfg.inversion.encoder)
-        model = FaceModel(generator, encoder, precision=cfg.precision).to(device)  # it applies its own autocast
+        model = (
+            FaceModel(generator, encoder, precision=cfg.precision).to(device).eval().requires_grad_(False)
+        )  # it applies its own autocast
     if model.encoder is None:
         raise SystemExit(f"{cfg.inversion.checkpoint} has no encoder: nothing to benchmark for inversion")
     num_coarse, num_importance = sample_counts(cfg, device)

@@ -2,8 +2,11 @@
 
 Protocol (``PROTOCOL``; identities and seed are config values written to the output):
   * identities: the test split's first ``num_identities`` seeds (10_000_000 + i), rendered exactly;
-  * input: each identity's frontal view (yaw 0, pitch 0) at the model's image resolution;
-  * reconstruction: the encoder's latent rendered at the encoder's pose, against the input (PSNR, SSIM, LPIPS),
+  * input: each identity's frontal view (yaw 0, pitch 0) at the model's image resolution; scored by the shared
+    protocol of :mod:`pix2nerf.evaluation` (what ``pix2nerf test`` logs), encoder-only (with the plane residual of
+    a hybrid encoder), then with per-image refinement (``refined/``, config ``refine``) and from an off-frontal
+    input (``off_frontal/``, config ``off_frontal_yaw_deg``);
+  * reconstruction: the inversion rendered at the estimated pose, against the input (PSNR, SSIM, LPIPS),
     its depth against the input's exact depth (scale-aware and scale-invariant errors), semantic mIoU if the
     generator renders semantics;
   * novel views: rendered at the *estimated* pose +-15, +-30 and +-45 degrees of yaw, against the exact renders at
@@ -15,6 +18,7 @@ Protocol (``PROTOCOL``; identities and seed are config values written to the out
   * encoder latency: ``encoder_ms``, the median time of one image through the encoder (batch 1).
 
     python tools/evaluate.py checkpoint=model.safetensors
+    python tools/evaluate.py checkpoint=model.safetensors refine.steps=100   # adds refined/ metrics
     python tools/evaluate.py checkpoint=last.ckpt device=cuda num_identities=256 wandb.enabled=true
 """
 
@@ -29,34 +33,20 @@ from pathlib import Path
 
 import hydra
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from pix2nerf.data import SyntheticHeads
-from pix2nerf.data.synthetic import HeadView, render_views
+from pix2nerf.evaluation import HEADLINE_OFFSET_DEG, NOVEL_OFFSETS_DEG, SourceViews, score_inversions
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, FaceModel, InputError, load_model
-from pix2nerf.losses.perceptual import PerceptualWeightsMissing
-from pix2nerf.metrics import (
-    InceptionDistances,
-    InceptionUnavailable,
-    LPIPSMetric,
-    depth_errors,
-    inception_distances,
-    mean_iou,
-    pose_error_degrees,
-    psnr,
-    reprojection_error,
-    ssim,
-)
-from pix2nerf.networks import GeneratorOutput
+from pix2nerf.inference.invert import RefineOptions
+from pix2nerf.losses.perceptual import LPIPS, PerceptualWeightsMissing
+from pix2nerf.metrics import InceptionDistances, InceptionUnavailable, inception_distances, mean_iou, pose_error_degrees
 
 INPUT_VIEW = (0.0, 0.0)
-NOVEL_OFFSETS_DEG = (15, 30, 45)
-"""Novel views at +- each yaw offset (degrees) from the input pose."""
-HEADLINE_OFFSET_DEG = 30
-"""The offset of ``novel_psnr``, ``novel_ssim``, LPIPS, depth and reprojection scores."""
+SOURCE_KEYS = ("image", "yaw_pitch", "identity", "depth", "semantics")
+"""What the protocol reads of each input view."""
 LATENCY_IMAGES = 16
 """Images timed one by one for ``encoder_ms`` (after one warm-up)."""
 PROTOCOL = {
@@ -67,6 +57,19 @@ PROTOCOL = {
     "pose_error_views": "yaw -30, -15, 0, 15, 30 x pitch -10, 0, 10 degrees",
     "fid_kid": "random samples at the 15 test views vs the 15 test views of every identity",
 }
+
+
+def input_passes(cfg: DictConfig) -> dict[str, tuple[float, RefineOptions | None]]:
+    """Metric prefix -> (input view yaw in radians, refinement or None) of each pass over the identities: the
+    frontal input encoder-only (no prefix), refined (``refined/``, when ``refine`` has steps) and the off-frontal
+    input (``off_frontal/``, when ``off_frontal_yaw_deg`` is set)."""
+    passes: dict[str, tuple[float, RefineOptions | None]] = {"": (INPUT_VIEW[0], None)}
+    refinement = RefineOptions(**OmegaConf.to_container(cfg.refine))
+    if refinement.steps > 0 or refinement.finetune_steps > 0:
+        passes["refined/"] = (INPUT_VIEW[0], refinement)
+    if cfg.off_frontal_yaw_deg is not None:
+        passes["off_frontal/"] = (math.radians(cfg.off_frontal_yaw_deg), None)
+    return passes
 
 
 def view_index(heads: SyntheticHeads, yaw: float, pitch: float) -> int:
@@ -91,19 +94,17 @@ class Evaluation:
         self.heads = SyntheticHeads("test", model.resolution, cfg.num_identities, prior=model.prior)
         self.views = len(self.heads.eval_grid)
         self.scores: dict[str, list[Tensor]] = defaultdict(list)
-        self.labels: list[tuple[Tensor, Tensor]] = []
+        self.labels: dict[str, list[tuple[Tensor, Tensor]]] = defaultdict(list)
+        self.passes = input_passes(cfg)
         self.z_generator = torch.Generator().manual_seed(cfg.seed)
         self.latency_input: Tensor | None = None
         self.lpips = self.perceptual(cfg.lpips)
         self.inception = self.distributions(cfg.fid)
 
-    def perceptual(self, options: DictConfig) -> dict[str, LPIPSMetric] | None:
+    def perceptual(self, options: DictConfig) -> LPIPS | None:
         """LPIPS for reconstructions and novel views, or None when skipped (missing backbone weights)."""
         try:
-            return {
-                part: LPIPSMetric(options.net, offline_random_backbone=options.offline_random_backbone).to(self.device)
-                for part in ("recon", "novel")
-            }
+            return LPIPS(options.net, offline_random_backbone=options.offline_random_backbone).to(self.device)
         except PerceptualWeightsMissing as error:
             if not options.skip_if_missing:
                 raise
@@ -122,10 +123,6 @@ class Evaluation:
         )
         return metric.to(self.device) if metric is not None else None
 
-    def render(self, w: Tensor, yaw_pitch: Tensor) -> GeneratorOutput:
-        """Latents (B, num_ws, w_dim) at (yaw, pitch) (B, 2), at the configured neural resolution."""
-        return self.model.render(w, yaw_pitch, resolution=self.cfg.neural_resolution)
-
     @torch.no_grad()
     def identities(self, first: int, count: int) -> None:
         """Score identities ``first .. first + count - 1``."""
@@ -136,45 +133,21 @@ class Evaluation:
         self.scores["pose_error_deg"].append(pose_error_degrees(self.model.encode(all_images).yaw_pitch, all_angles))
         if self.inception is not None:
             self.distribution_samples(all_images, all_angles)
-
-        inputs = by_view[view_index(self.heads, *INPUT_VIEW)]
-        real = stack(inputs, "image", self.device)
-        encoded = self.model.encode(real)
-        recon = self.render(encoded.w, encoded.yaw_pitch)
-        self.image_scores("recon", recon.image, real)
-        self.depth_scores("recon", recon.depth, stack(inputs, "depth", self.device))
-        if recon.semantics is not None:
-            target = stack(inputs, "semantics", self.device)
-            logits = F.interpolate(recon.semantics, size=target.shape[-2:], mode="nearest")
-            self.labels.append((logits.argmax(1).cpu(), target.cpu()))
-
-        cameras = self.model.cameras(encoded.yaw_pitch)
-        seeds = [int(item["identity"]) for item in inputs]
-        for degrees in NOVEL_OFFSETS_DEG:
-            for offset in (-math.radians(degrees), math.radians(degrees)):
-                views = [HeadView(seed, INPUT_VIEW[0] + offset, INPUT_VIEW[1]) for seed in seeds]
-                truth, _ = render_views(views, self.model.resolution, self.heads.prior, self.heads.random_light)
-                truth_image, truth_depth = truth.image.to(self.device), truth.depth.to(self.device)
-                angles = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=self.device)
-                novel = self.render(encoded.w, angles)
-                self.scores[f"novel_psnr_{degrees}"].append(psnr(novel.image, truth_image))
-                self.scores[f"novel_ssim_{degrees}"].append(ssim(novel.image, truth_image))
-                if degrees != HEADLINE_OFFSET_DEG:
-                    continue
-                self.image_scores("novel", novel.image, truth_image)
-                self.depth_scores("novel", novel.depth, truth_depth)
-                self.scores["reprojection_error"].append(
-                    reprojection_error(
-                        recon.image_raw,
-                        recon.depth,
-                        cameras,
-                        novel.image_raw,
-                        self.model.cameras(angles),
-                        depth_b=novel.depth,
-                    )
-                )
-        if self.latency_input is None:
-            self.latency_input = real[:LATENCY_IMAGES]
+        for prefix, (yaw, refinement) in self.passes.items():
+            inputs = by_view[view_index(self.heads, yaw, INPUT_VIEW[1])]
+            views = SourceViews.from_batch(
+                {key: stack(inputs, key, self.device) for key in SOURCE_KEYS}, self.heads.random_light
+            )
+            scores = score_inversions(
+                self.model, views, NOVEL_OFFSETS_DEG, refinement, self.cfg.neural_resolution, self.lpips
+            )
+            for name, value in scores.per_image.items():
+                if prefix or name != "pose_error_deg":  # the main pass's pose error is over every view (above)
+                    self.scores[prefix + name].append(value)
+            if scores.semantic_labels is not None:
+                self.labels[prefix].append((scores.semantic_labels.cpu(), views.semantics.cpu()))
+            if self.latency_input is None:
+                self.latency_input = views.images[:LATENCY_IMAGES]
 
     @torch.no_grad()
     def encoder_milliseconds(self) -> float:
@@ -188,19 +161,6 @@ class Evaluation:
             times.append(time.perf_counter() - start)
         return sorted(times)[len(times) // 2] * 1e3
 
-    def image_scores(self, part: str, prediction: Tensor, target: Tensor) -> None:
-        self.scores[f"{part}_psnr"].append(psnr(prediction, target))
-        self.scores[f"{part}_ssim"].append(ssim(prediction, target))
-        if self.lpips is not None:
-            self.lpips[part].update(prediction, target)
-
-    def depth_scores(self, part: str, prediction: Tensor, target: Tensor) -> None:
-        """Depth rendered at neural resolution, upsampled (nearest) to the ground truth's."""
-        prediction = F.interpolate(prediction, size=target.shape[-2:], mode="nearest")
-        errors = depth_errors(prediction, target)
-        for name in ("mae", "rmse", "scaled_mae", "silog"):
-            self.scores[f"{part}_depth_{name}"].append(getattr(errors, name))
-
     def distribution_samples(self, real: Tensor, yaw_pitch: Tensor) -> None:
         """Real test views and as many random samples (seeded, truncated) at the same views."""
         generator = self.model.generator
@@ -208,7 +168,8 @@ class Evaluation:
         frontal = self.model.cameras(torch.zeros(len(real), 2, device=self.device)).label()
         w = generator.mapping(z, frontal, truncation_psi=self.cfg.fid.truncation_psi)
         self.inception.update(real, real=True)
-        self.inception.update(self.render(w, yaw_pitch).image, real=False)
+        samples = self.model.render(w, yaw_pitch, resolution=self.cfg.neural_resolution).image
+        self.inception.update(samples, real=False)
 
     def run(self) -> dict[str, float]:
         """All identities in batches; the means of every score over the test set."""
@@ -217,12 +178,10 @@ class Evaluation:
             self.identities(first, min(self.cfg.batch_size, self.cfg.num_identities - first))
         metrics = {name: torch.cat(values).double().nanmean().item() for name, values in self.scores.items()}
         metrics["encoder_ms"] = self.encoder_milliseconds()
-        if self.lpips is not None:
-            metrics.update({f"{part}_lpips": metric.compute().item() for part, metric in self.lpips.items()})
-        if self.labels:
-            predicted, target = (torch.cat(parts) for parts in zip(*self.labels, strict=True))
+        for prefix, labels in self.labels.items():
+            predicted, target = (torch.cat(parts) for parts in zip(*labels, strict=True))
             classes = self.model.generator.num_semantic_classes
-            metrics["recon_semantic_miou"] = mean_iou(predicted, target, classes).item()
+            metrics[f"{prefix}recon_semantic_miou"] = mean_iou(predicted, target, classes).item()
         if self.inception is not None:
             scores = self.inception.compute()
             metrics.update({"fid": scores.fid, "kid_mean": scores.kid_mean, "kid_std": scores.kid_std})
@@ -265,6 +224,12 @@ def evaluate(cfg: DictConfig) -> dict:
         "resolution": model.resolution,
         "neural_resolution": cfg.neural_resolution or model.generator.neural_resolution,
         "encoder": model.encoder is not None,
+        "plane_residual": model.residual is not None,
+        "passes": {
+            prefix or "main": {"input_yaw_deg": round(math.degrees(yaw), 6), "refined": refinement is not None}
+            for prefix, (yaw, refinement) in input_passes(cfg).items()
+        },
+        "refine": OmegaConf.to_container(cfg.refine),
         "precision": model.precision,
     }
     return {

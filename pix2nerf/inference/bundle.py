@@ -99,7 +99,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", precision: 
         specs, prior, state = _read_lightning_checkpoint(path)
     else:
         raise InputError(f"{path} is neither a bundle (.safetensors) nor a Lightning checkpoint (.ckpt)")
-    model = _assemble(path, specs, prior, state).to(device)
+    model = _assemble(path, specs, prior, state).to(device).eval().requires_grad_(False)
     model.precision = resolve_precision(precision, device)
     return model
 

@@ -18,6 +18,10 @@ from pix2nerf.runtime import adapt_threads
 class FaceModel(nn.Module):
     """What inference needs from a trained run, independent of Lightning.
 
+    A plain view over the networks: it copies and freezes nothing (a training system validates through one built
+    over its own networks). :func:`~pix2nerf.inference.load_model` returns it in eval mode without gradients; call
+    ``.eval()`` on one built from networks in training mode, or renders jitter their ray samples.
+
     Args:
         generator: the generator (a run's EMA weights).
         encoder: the inversion encoder (None for a GAN without one: inversion then starts from w_avg).
@@ -41,9 +45,7 @@ class FaceModel(nn.Module):
             if encoder is None:
                 raise ValueError("a plane residual refines an encoder's inversion: it needs an encoder")
             check_residual_fits(residual, generator)
-        self.generator = generator.eval().requires_grad_(False)
-        self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
-        self.residual = residual.eval().requires_grad_(False) if residual is not None else None
+        self.generator, self.encoder, self.residual = generator, encoder, residual
         self.prior = prior
         self.precision = check_precision(precision)
 

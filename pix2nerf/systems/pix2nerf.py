@@ -10,13 +10,14 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, prior_cameras, sample_yaw_pitch, yaw_pitch
-from pix2nerf.data.heads import render_heads, sample_heads
+from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, prior_cameras, sample_yaw_pitch
+from pix2nerf.evaluation import HEADLINE_OFFSET_DEG, NOVEL_OFFSETS_DEG, SourceViews, score_inversions
+from pix2nerf.inference import FaceModel
 from pix2nerf.io import load_encoder_bundle, load_generator_bundle
 from pix2nerf.layers import resize
 from pix2nerf.losses import generator_loss
 from pix2nerf.losses.perceptual import LPIPS
-from pix2nerf.metrics import depth_errors, mean_iou, pose_error_degrees, psnr, reprojection_error, ssim
+from pix2nerf.metrics import mean_iou, ssim
 from pix2nerf.networks.discriminator import Discriminator
 from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
@@ -24,15 +25,9 @@ from pix2nerf.networks.residual import PlaneResidual, check_residual_fits
 from pix2nerf.networks.specs import network_spec
 from pix2nerf.systems.gan import GAN3D
 
-NOVEL_VIEW_YAWS = (-0.5236, 0.5236)
-"""Validation novel views: +-30 degrees of yaw around the input's camera."""
-
 GENERATOR_MODES = ("train", "freeze", "reconstruct")
 FULL_COVERAGE = 0.999
 """A neural-resolution pixel is foreground for the depth loss when the exact mask covers all of it."""
-
-DEPTH_METRICS = {"mae": "depth_error", "rmse": "depth_rmse", "scaled_mae": "depth_scaled_error", "silog": "depth_silog"}
-"""Logged names of the :class:`~pix2nerf.metrics.DepthErrors` fields."""
 
 
 def encoder_augmentation(probability: float) -> kornia.augmentation.AugmentationSequential | None:
@@ -362,87 +357,32 @@ class Pix2NeRF(GAN3D):
 
     # -- validation and test ----------------------------------------------------------------------------------
 
+    def face_model(self) -> FaceModel:
+        """The EMA generator, the encoder (and residual) and the camera prior as an inference model: a view sharing
+        the networks, so validation scores exactly what an exported bundle will do."""
+        trainer = self._trainer
+        precision = "bf16" if trainer is not None and "bf16" in str(trainer.precision) else "fp32"
+        return FaceModel(self.generator_ema, self.encoder, self.novel_prior, precision, self.residual)
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """Reconstruction and novel-view quality, pose and depth error of the inverted validation images."""
-        encoded, recon = self.invert(batch["image"])
-        self.log_dict(self.inversion_metrics(batch, encoded, recon, "val"), batch_size=len(recon.image), sync_dist=True)
+        """The held-out protocol (:mod:`pix2nerf.evaluation`) on validation images, novel views at +-30 degrees."""
+        self.log_scores("val", batch, (HEADLINE_OFFSET_DEG,))
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """Validation's metrics under ``test/``, plus LPIPS of the reconstructions, semantic mIoU (when the
-        generator renders semantics) and the multi-view consistency of the +-30 degree novel views."""
-        real = batch["image"]
-        encoded, recon = self.invert(real)
-        metrics = self.inversion_metrics(batch, encoded, recon, "test")
-        if self.lpips is not None:
-            metrics["test/recon_lpips"] = self.lpips(recon.image, real).mean()
-        if recon.semantics is not None and "semantics" in batch:
-            logits = F.interpolate(recon.semantics, size=batch["semantics"].shape[-2:], mode="nearest")
-            metrics["test/semantic_miou"] = mean_iou(logits.argmax(1), batch["semantics"], recon.semantics.shape[1])
-        cameras = prior_cameras(encoded.yaw_pitch, self.novel_prior)
-        errors = []
-        for offset in NOVEL_VIEW_YAWS:
-            angles = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=real.device)
-            novel = self.render(encoded.w, angles, self.generator_ema, encoded.plane_offsets)
-            novel_cameras = prior_cameras(angles, self.novel_prior)
-            errors.append(
-                reprojection_error(
-                    recon.image_raw, recon.depth, cameras, novel.image_raw, novel_cameras, depth_b=novel.depth
-                )
-            )
-        metrics["test/reprojection_error"] = torch.cat(errors).mean()
-        self.log_dict(metrics, batch_size=real.shape[0], sync_dist=True)
+        """The full held-out protocol: novel views at +-15/30/45 degrees, LPIPS when the system has its backbone,
+        semantic mIoU when the generator renders semantics."""
+        self.log_scores("test", batch, NOVEL_OFFSETS_DEG, self.lpips)
 
-    def invert(self, image: Tensor) -> tuple[EncoderOutput, GeneratorOutput]:
-        """Encode images (B, 3, H, W) (both stages) and render the EMA generator at the estimated poses."""
-        encoded = self.encoder(image, self.generator_ema.backbone.mapping.w_avg)
-        encoded.plane_offsets = self.plane_offsets(image, encoded, self.generator_ema)
-        recon = self.render(encoded.w, encoded.yaw_pitch, self.generator_ema, encoded.plane_offsets)
-        return encoded, recon
-
-    def inversion_metrics(
-        self, batch: dict[str, Tensor], encoded: EncoderOutput, recon: GeneratorOutput, stage: str
-    ) -> dict[str, Tensor]:
-        """Reconstruction PSNR/SSIM and pose error (any data), plus exact novel views and depth (synthetic heads)."""
-        real, c = batch["image"], batch["camera"]
-        true_angles = batch["yaw_pitch"] if "yaw_pitch" in batch else yaw_pitch(Cameras.from_label(c))
-        metrics = {
-            f"{stage}/recon_psnr": psnr(recon.image, real).mean(),
-            f"{stage}/recon_ssim": ssim(recon.image, real).mean(),
-            f"{stage}/pose_error_deg": pose_error_degrees(encoded.yaw_pitch, true_angles).mean(),
-        }
-        if "identity" in batch:  # synthetic heads: exact novel views and depth to compare with
-            metrics.update(self.synthetic_ground_truth_metrics(batch, encoded, recon, stage))
-        return metrics
-
-    @torch.no_grad()
-    def synthetic_ground_truth_metrics(
-        self, batch: dict[str, Tensor], encoded: EncoderOutput, recon: GeneratorOutput, stage: str = "val"
-    ) -> dict[str, Tensor]:
-        """Novel views at +-30 degrees of yaw and depth, against the procedural heads' exact renders.
-
-        Depth (see ``DEPTH_METRICS``): mean absolute error ``depth_error`` and RMSE (world units), the median-scaled
-        ``depth_scaled_error`` and the scale-invariant log RMSE ``depth_silog``.
-        """
-        resolution = batch["image"].shape[-1]
-        heads = sample_heads(batch["identity"].tolist())
-        true_angles = batch["yaw_pitch"]
-        scores_psnr, scores_ssim = [], []
-        for offset in NOVEL_VIEW_YAWS:
-            angles = true_angles + torch.tensor([offset, 0.0], device=true_angles.device)
-            cameras = prior_cameras(angles.cpu(), self.novel_prior)
-            truth = render_heads(heads, cameras, resolution).image.to(encoded.w.device)
-            # The novel view is relative to the estimated pose, as a user would ask for it.
-            estimate = encoded.yaw_pitch + torch.tensor([offset, 0.0], device=encoded.w.device)
-            image = self.render(encoded.w, estimate, self.generator_ema, encoded.plane_offsets).image
-            scores_psnr.append(psnr(image, truth))
-            scores_ssim.append(ssim(image, truth))
-        metrics = {
-            f"{stage}/novel_psnr": torch.cat(scores_psnr).mean(),
-            f"{stage}/novel_ssim": torch.cat(scores_ssim).mean(),
-        }
-        if "depth" in batch:
-            true_depth = batch["depth"]
-            depth = F.interpolate(recon.depth, size=true_depth.shape[-2:], mode="nearest")
-            errors = depth_errors(depth, true_depth).mean()
-            metrics.update({f"{stage}/{DEPTH_METRICS[name]}": value for name, value in errors.items()})
-        return metrics
+    def log_scores(
+        self, stage: str, batch: dict[str, Tensor], offsets_deg: tuple[int, ...], perceptual: LPIPS | None = None
+    ) -> None:
+        """Log the batch means of :func:`~pix2nerf.evaluation.score_inversions` under ``stage/``."""
+        views = SourceViews.from_batch(batch)
+        scores = score_inversions(
+            self.face_model(), views, offsets_deg, neural_resolution=self.neural_resolution(), perceptual=perceptual
+        )
+        metrics = {f"{stage}/{name}": value.nanmean() for name, value in scores.per_image.items()}
+        if scores.semantic_labels is not None:
+            classes = self.generator.num_semantic_classes
+            metrics[f"{stage}/semantic_miou"] = mean_iou(scores.semantic_labels, views.semantics, classes)
+        self.log_dict(metrics, batch_size=len(views.images), sync_dist=True)

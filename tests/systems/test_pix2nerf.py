@@ -118,7 +118,7 @@ def test_cli_trains_pix2nerf(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text()
-    for name in ("train/latent", "train/lpips", "val/novel_psnr", "val/pose_error_deg", "val/depth_error"):
+    for name in ("train/latent", "train/lpips", "val/novel_psnr", "val/pose_error_deg", "val/recon_depth_mae"):
         assert name in metrics
     checkpoint = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
     test = run_cli(
@@ -129,7 +129,7 @@ def test_cli_trains_pix2nerf(tmp_path):
         cwd=tmp_path,
     )
     assert test.returncode == 0, test.stderr[-3000:]
-    for name in ("test/novel_psnr", "test/pose_error_deg", "test/depth_silog", "test/reprojection_error"):
+    for name in ("test/novel_psnr", "test/pose_error_deg", "test/recon_depth_silog", "test/reprojection_error"):
         assert name in test.stdout
 
 

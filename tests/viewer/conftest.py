@@ -33,7 +33,7 @@ def tiny_editing_model() -> FaceModel:
     encoder = Encoder(
         img_resolution=TINY_IMAGE_RESOLUTION, num_ws=generator.num_ws, w_dim=8, channel_base=64, channel_max=8
     )
-    return FaceModel(generator, encoder)
+    return FaceModel(generator, encoder).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="session")
