@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import kornia
@@ -26,6 +27,8 @@ from pix2nerf.networks.specs import network_spec
 from pix2nerf.systems.gan import GAN3D
 
 GENERATOR_MODES = ("train", "freeze", "reconstruct")
+TEACHER_OPACITY = 0.5
+"""A teacher render's pixel is foreground (for the depth and silhouette losses) above this opacity."""
 FULL_COVERAGE = 0.999
 """A neural-resolution pixel is foreground for the depth loss when the exact mask covers all of it."""
 
@@ -43,6 +46,22 @@ def encoder_augmentation(probability: float) -> kornia.augmentation.Augmentation
     )
 
 
+@dataclass
+class TeacherViews:
+    """Renders of B latents of a teacher generator, each from 1 + K cameras of the prior.
+
+    Attributes:
+        batch: a multi-view batch as the synthetic heads give it (``image``, ``camera``, ``yaw_pitch``, ``depth``,
+            ``mask`` and ``target_*`` (B, K, ...)); depth and mask at the neural rendering size.
+        ws: (B, num_ws, w_dim) the latents. params: the teacher's field parameters of ws (tri-planes (B, 3, C, H, W)
+            or ws for the hash grid).
+    """
+
+    batch: dict[str, Tensor]
+    ws: Tensor
+    params: Tensor
+
+
 class Pix2NeRF(GAN3D):
     """Pix2NeRF objective on top of :class:`GAN3D` (whose G and D steps it reuses unchanged).
 
@@ -57,6 +76,12 @@ class Pix2NeRF(GAN3D):
     the K targets' exact cameras and compared with the exact views (L1, LPIPS), depths and foreground masks, and
     the encoder's pose is regressed on the exact source pose. (5) is supervised and well posed, so it trains the
     encoder from the first step.
+
+    With ``generator_teacher_views`` K > 0 it adds (6) distillation from a generator (LP3D-style; any trained or
+    imported one, e.g. a frozen EG3D model): the EMA generator renders B fresh latents from 1 + K cameras of the
+    prior, and the encoder's inversion of the first view gets (5)'s losses against all of them (colour, depth and
+    silhouette of the renders, the exact pose) plus L1 to the teacher's tri-planes. It works on any data, real
+    photos included.
 
     With a ``residual`` (the hybrid encoder's stage 2, GOAE/TriPlaneNet-style) the encoder's latent is rendered at
     its pose, and the residual turns the input and that render into tri-plane offsets; (3) to (5) then render the
@@ -91,6 +116,10 @@ class Pix2NeRF(GAN3D):
         residual: stage 2 of the hybrid encoder (tri-plane generators only), trained by the encoder optimizer;
             ``encoder_bundle`` starts it too when the bundle has one.
         freeze_encoder: keep the (stage-1) encoder fixed and train the residual only (needs ``residual``).
+        generator_teacher_views: K extra views per teacher latent in (6) (0: no generator teacher). The weights of
+            (5) apply to (6)'s terms too (logged as ``teacher_*``).
+        teacher_field_weight: L1 between the inversion's field parameters (tri-planes, with the residual's offsets)
+            and the teacher's, in (6).
         **gan_kwargs: :class:`GAN3D` arguments.
     """
 
@@ -125,6 +154,8 @@ class Pix2NeRF(GAN3D):
         exact_pose_weight: float = 0.0,
         residual: PlaneResidual | None = None,
         freeze_encoder: bool = False,
+        generator_teacher_views: int = 0,
+        teacher_field_weight: float = 0.0,
         **gan_kwargs: Any,
     ) -> None:
         super().__init__(generator, discriminator, optimizer_g, optimizer_d, **gan_kwargs)
@@ -258,11 +289,12 @@ class Pix2NeRF(GAN3D):
         return generator_loss(self.discriminate(novel.image, novel.image_raw, c).logits)
 
     def multiview_loss(
-        self, w: Tensor, batch: dict[str, Tensor], plane_offsets: Tensor | None = None
+        self, w: Tensor, batch: dict[str, Tensor], plane_offsets: Tensor | None = None, params: Tensor | None = None
     ) -> dict[str, Tensor]:
         """(5): render latents w (B, num_ws, w_dim) with plane offsets (B, 3, C, P, P) or None at the source's and
         the K targets' exact cameras and compare with the exact views: colour L1 (and LPIPS), z-depth L1 on fully
-        covered pixels, opacity vs coverage."""
+        covered pixels, opacity vs coverage. ``params``: the field parameters of w (with the offsets), when already
+        computed."""
         h = self.hparams
         if "target_image" not in batch:
             raise ValueError(
@@ -273,7 +305,8 @@ class Pix2NeRF(GAN3D):
         depth = torch.cat([batch["depth"][:, None], batch["target_depth"]], dim=1).flatten(0, 1)
         mask = torch.cat([batch["mask"][:, None], batch["target_mask"]], dim=1).flatten(0, 1)
         views = images.shape[0] // w.shape[0]
-        params = self.generator.field_params(w, plane_offsets=plane_offsets).repeat_interleave(views, dim=0)
+        params = self.generator.field_params(w, plane_offsets=plane_offsets) if params is None else params
+        params = params.repeat_interleave(views, dim=0)
         out = self.generator.synthesis(
             w.repeat_interleave(views, dim=0),
             Cameras.from_label(labels),
@@ -292,6 +325,50 @@ class Pix2NeRF(GAN3D):
         losses["depth"] = (out.depth - true_depth).abs()[covered].mean() if covered.any() else out.depth.sum() * 0
         losses["opacity"] = (out.opacity - coverage).abs().mean()
         return losses
+
+    @torch.no_grad()
+    def teacher_views(self, batch_size: int, device: torch.device) -> TeacherViews:
+        """(6)'s data: B latents of the EMA generator (frontal conditioning, ``inversion_truncation_psi``) rendered
+        from 1 + ``generator_teacher_views`` cameras drawn from ``novel_prior``."""
+        teacher, views = self.generator_ema, 1 + self.hparams.generator_teacher_views
+        z = torch.randn(batch_size, teacher.z_dim, device=device)
+        frontal = look_at(torch.zeros(batch_size), torch.zeros(batch_size), device=device).label()
+        ws = teacher.mapping(z, frontal, truncation_psi=self.hparams.inversion_truncation_psi)
+        params = teacher.field_params(ws, noise_mode="const")
+        angles = sample_yaw_pitch(batch_size * views, self.novel_prior, device=device)
+        cameras = prior_cameras(angles, self.novel_prior)
+        out = teacher.synthesis(
+            ws.repeat_interleave(views, dim=0),
+            cameras,
+            neural_resolution=self.neural_resolution(),
+            params=params.repeat_interleave(views, dim=0),
+        )
+        fields = {
+            "image": out.image,
+            "camera": cameras.label(),
+            "yaw_pitch": angles,
+            "depth": out.depth,
+            "mask": out.opacity > TEACHER_OPACITY,
+        }
+        batch = {}
+        for name, value in fields.items():
+            value = value.unflatten(0, (batch_size, views))
+            batch[name] = value[:, 0]
+            if name != "yaw_pitch":
+                batch[f"target_{name}"] = value[:, 1:]
+        return TeacherViews(batch, ws, params)
+
+    def teacher_loss(self, device: torch.device, batch_size: int) -> dict[str, Tensor]:
+        """(6): invert the teacher's first views; (5)'s terms against all its views, exact pose, field L1."""
+        teacher = self.teacher_views(batch_size, device)
+        image = teacher.batch["image"]
+        encoded = self.encode(image)
+        offsets = self.plane_offsets(image, encoded)
+        params = self.generator.field_params(encoded.w, plane_offsets=offsets)
+        terms = self.multiview_loss(encoded.w, teacher.batch, offsets, params)
+        terms["exact_pose"] = F.mse_loss(encoded.yaw_pitch, teacher.batch["yaw_pitch"])
+        terms["field"] = (params - teacher.params).abs().mean()
+        return {f"teacher_{name}": value for name, value in terms.items()}
 
     # -- training ---------------------------------------------------------------------------------------------
 
@@ -312,8 +389,11 @@ class Pix2NeRF(GAN3D):
         supervised: dict[str, Tensor] = {}
         if h.exact_pose_weight > 0 and "yaw_pitch" in batch:
             supervised["exact_pose"] = F.mse_loss(angles, batch["yaw_pitch"])
-        if h.multiview_weight > 0 or h.multiview_lpips_weight > 0 or h.depth_weight > 0 or h.opacity_weight > 0:
+        multiview = h.multiview_weight > 0 or h.multiview_lpips_weight > 0 or h.depth_weight > 0 or h.opacity_weight > 0
+        if multiview and ("target_image" in batch or h.generator_teacher_views == 0):  # (6) alone needs no targets
             supervised.update(self.multiview_loss(w, batch, offsets))
+        if h.generator_teacher_views > 0:
+            supervised.update(self.teacher_loss(real.device, real.shape[0]))
         if self.warming_up:
             w, angles = w.detach(), angles.detach()
             offsets = offsets.detach() if offsets is not None else None
@@ -336,6 +416,12 @@ class Pix2NeRF(GAN3D):
             "multiview_lpips": h.multiview_lpips_weight,
             "depth": h.depth_weight,
             "opacity": h.opacity_weight,
+            "teacher_multiview_l1": h.multiview_weight,
+            "teacher_multiview_lpips": h.multiview_lpips_weight,
+            "teacher_depth": h.depth_weight,
+            "teacher_opacity": h.opacity_weight,
+            "teacher_exact_pose": h.exact_pose_weight,
+            "teacher_field": h.teacher_field_weight,
         }
         terms = {**inversion, **reconstruction, **supervised}
         loss = sum((weights[name] * terms.get(name, zero) for name in weights), h.adversarial_weight * adversarial)

@@ -141,6 +141,7 @@ def test_cli_trains_pix2nerf(tmp_path):
         ("cpu_32.yaml", "pix2nerf_cpu_32.yaml"),
         ("ffhq_eg3d.yaml", "pix2nerf_ffhq.yaml"),
         ("multiview.yaml", "hybrid.yaml"),
+        ("teacher.yaml",),
         ("cpu_32.yaml", "pix2nerf_cpu_32.yaml", "multiview.yaml", "hybrid.yaml", "hybrid_cpu_32.yaml"),
     ],
 )
@@ -260,3 +261,37 @@ def test_freeze_encoder_needs_a_residual_and_the_residual_must_fit():
         tiny_pix2nerf(freeze_encoder=True)
     with pytest.raises(ValueError, match="plane_resolution=8"):
         tiny_pix2nerf(residual=PlaneResidual(16, 16, 4))
+
+
+def test_generator_teacher_views_are_exact_for_the_teachers_own_latents():
+    """(6)'s views are renders of the teacher's latents: the teacher's ws reproduce them exactly, other ws do not."""
+    system = tiny_pix2nerf(generator_teacher_views=2, multiview_weight=1.0, depth_weight=1.0, opacity_weight=1.0)
+    system.eval()  # no ray jitter: the student must render exactly as the teacher did
+    torch.manual_seed(0)
+    teacher = system.teacher_views(3, torch.device("cpu"))
+    assert teacher.batch["target_image"].shape == (3, 2, 3, 16, 16)
+    assert teacher.batch["target_depth"].shape[:2] == (3, 2) and teacher.batch["mask"].dtype == torch.bool
+    with torch.no_grad():
+        own = system.multiview_loss(teacher.ws, teacher.batch)
+        other = system.multiview_loss(teacher.ws.roll(1, dims=0), teacher.batch)
+    assert own["multiview_l1"] < 1e-5 and own["depth"] < 1e-5
+    assert other["multiview_l1"] > 1e-3
+
+
+def test_generator_teacher_trains_the_encoder_on_any_data(tmp_path):
+    system = tiny_pix2nerf(
+        generator_mode="freeze",
+        generator_teacher_views=1,
+        teacher_field_weight=1.0,
+        multiview_weight=1.0,
+        depth_weight=1.0,
+        exact_pose_weight=1.0,
+    )
+    before = {k: v.clone() for k, v in system.encoder.state_dict().items()}
+    data = FaceDataModule(resolution=16, batch_size=2, num_identities=2, epoch_length=4, val_size=2)  # no targets
+    run = trainer(tmp_path, max_steps=6, enable_checkpointing=False)
+    run.fit(system, data)
+    logged = run.callback_metrics
+    for name in ("teacher_multiview_l1", "teacher_depth", "teacher_exact_pose", "teacher_field"):
+        assert torch.isfinite(logged[f"train/{name}"]), name
+    assert any(not torch.equal(before[k], v) for k, v in system.encoder.state_dict().items())
