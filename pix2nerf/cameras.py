@@ -266,8 +266,18 @@ class PosePrior:
     def __post_init__(self) -> None:
         if self.kind not in ("gaussian", "uniform"):
             raise ValueError(f"unknown pose prior kind {self.kind!r}; use 'gaussian' or 'uniform'")
+        numbers = {name: getattr(self, name) for name in ("yaw_mean", "yaw_spread", "pitch_mean", "pitch_spread")}
+        numbers.update(radius=self.radius, focal=self.focal)
+        if len(self.target) != 3:
+            raise ValueError(f"the pose prior's target is a 3D point, got {self.target!r:.80}")
+        numbers.update({f"target[{i}]": value for i, value in enumerate(self.target)})
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"pose prior {name} must be a finite number, got {value!r:.80}")
         if self.yaw_spread < 0 or self.pitch_spread < 0:
             raise ValueError("pose prior spreads must be non-negative")
+        if self.radius <= 0 or self.focal <= 0:
+            raise ValueError(f"the pose prior's radius and focal must be positive, got {self.radius} and {self.focal}")
         object.__setattr__(self, "target", tuple(float(v) for v in self.target))  # lists from YAML/JSON
 
 

@@ -30,7 +30,10 @@ from pix2nerf.networks.specs import build_network, network_spec
 from pix2nerf.precision import resolve_precision
 
 BUNDLE_FORMAT = "pix2nerf-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+"""2: the digest covers the metadata too (1: the weights only; still read)."""
+DIGEST_KEY = "sha256"
+LEGACY_DIGEST_KEY = "weights_sha256"
 NETWORK_NAMES = ("generator", "encoder", "residual")
 
 
@@ -42,6 +45,14 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def bundle_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """SHA-256 over the weights (:func:`weights_digest`) and every metadata entry but the digest itself, so an
+    edited spec, camera prior or version is detected like edited weights."""
+    described = {key: value for key, value in metadata.items() if key not in (DIGEST_KEY, LEGACY_DIGEST_KEY)}
+    payload = json.dumps({"weights": weights_digest(tensors), "metadata": described}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def save_bundle(
@@ -75,8 +86,8 @@ def save_bundle(
         "networks": json.dumps(specs),
         "camera_prior": json.dumps(dataclasses.asdict(model.prior)),
         "info": json.dumps(dict(info or {})),
-        "weights_sha256": weights_digest(tensors),
     }
+    metadata[DIGEST_KEY] = bundle_digest(tensors, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)
     readable = {"networks": specs, "camera_prior": dataclasses.asdict(model.prior), "info": dict(info or {})}
@@ -116,13 +127,23 @@ def _read_bundle(path: Path) -> tuple[dict, PosePrior, dict[str, torch.Tensor]]:
             f"{path} is a safetensors file but not a pix2nerf bundle (no '{BUNDLE_FORMAT}' metadata); "
             "export one with `pix2nerf export RUN.ckpt OUT.safetensors`"
         )
-    if int(metadata.get("version", 0)) > BUNDLE_VERSION:
-        raise InputError(f"{path} is bundle version {metadata['version']}; this pix2nerf reads up to {BUNDLE_VERSION}")
-    if weights_digest(state) != metadata.get("weights_sha256"):
-        raise InputError(f"{path}: the weights do not match the digest recorded at export; the file was modified")
+    version = metadata.get("version", "")
+    if version not in [str(number) for number in range(1, BUNDLE_VERSION + 1)]:
+        raise InputError(f"{path} is bundle version {version!r:.20}; this pix2nerf reads 1 to {BUNDLE_VERSION}")
+    if version == "1":
+        intact = weights_digest(state) == metadata.get(LEGACY_DIGEST_KEY)
+    else:
+        intact = bundle_digest(state, metadata) == metadata.get(DIGEST_KEY)
+    if not intact:
+        raise InputError(
+            f"{path}: its weights or metadata do not match the digest recorded at export; the file was "
+            "modified (re-export or re-download it)"
+        )
     try:
         specs = json.loads(metadata["networks"])
         prior = PosePrior(**json.loads(metadata["camera_prior"]))
+        if not isinstance(specs, dict):
+            raise TypeError(f"networks is {type(specs).__name__}, not a mapping")
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"{path} has unreadable bundle metadata ({error}); re-export it") from error
     return specs, prior, {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
@@ -141,14 +162,26 @@ def _read_lightning_checkpoint(path: Path) -> tuple[dict, PosePrior, dict[str, t
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise InputError(f"{path} is not a Lightning checkpoint (no state_dict); pass a pix2nerf run's .ckpt")
     weights = checkpoint["state_dict"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise InputError(f"{path}: its state_dict is not a mapping of names to tensors; the checkpoint is damaged")
     state = {}
     for name, prefix in (("generator", "generator_ema."), ("encoder", "encoder."), ("residual", "residual.")):
         state.update({f"{name}.{k[len(prefix) :]}": v for k, v in weights.items() if k.startswith(prefix)})
     if not any(key.startswith("generator.") for key in state):
         raise InputError(f"{path} holds no generator_ema weights: not a pix2nerf GAN/Pix2NeRF checkpoint")
     specs = checkpoint.get("network_specs") or _specs_from_run_config(path)
-    prior_fields = checkpoint.get("camera_prior") or checkpoint.get("hyper_parameters", {}).get("novel_prior")
-    prior = PosePrior(**prior_fields) if prior_fields else FACE_PRIOR
+    hyper_parameters = checkpoint.get("hyper_parameters")
+    prior_fields = checkpoint.get("camera_prior") or (
+        hyper_parameters.get("novel_prior") if isinstance(hyper_parameters, dict) else None
+    )
+    try:
+        if not isinstance(specs, dict):
+            raise TypeError(f"network_specs is {type(specs).__name__}, not a mapping")
+        if prior_fields is not None and not isinstance(prior_fields, dict):
+            raise TypeError(f"camera_prior is {type(prior_fields).__name__}, not a mapping")
+        prior = PosePrior(**prior_fields) if prior_fields else FACE_PRIOR
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{path} has unreadable model metadata ({error}); the checkpoint is damaged") from error
     return specs, prior, state
 
 
@@ -157,12 +190,19 @@ def _specs_from_run_config(path: Path) -> dict:
     config_path = path.parent.parent / "config.yaml"
     if not config_path.is_file():
         raise InputError(f"{path} carries no network specs and {config_path} (its run's config) is missing")
-    model = yaml.safe_load(config_path.read_text())["model"]["init_args"]
-    specs = {}
-    for name in NETWORK_NAMES:
-        if name in model:
-            entry = model[name]
-            specs[name] = {"class": entry["class_path"].rsplit(".", 1)[-1], "init_args": entry.get("init_args", {})}
+    try:
+        model = yaml.safe_load(config_path.read_text())["model"]["init_args"]
+        specs = {}
+        for name in NETWORK_NAMES:
+            if name in model:
+                entry = model[name]
+                arguments = entry.get("init_args", {})
+                specs[name] = {"class": entry["class_path"].rsplit(".", 1)[-1], "init_args": arguments}
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
+        raise InputError(
+            f"{path} carries no network specs and its run's {config_path} is unreadable ({type(error).__name__}: "
+            f"{error}); restore the config.yaml the run wrote"
+        ) from error
     return specs
 
 
@@ -173,6 +213,12 @@ def _assemble(path: Path, specs: dict, prior: PosePrior, state: dict[str, torch.
         networks = {name: build_network(spec) for name, spec in specs.items() if name in NETWORK_NAMES}
     except ValueError as error:
         raise InputError(f"{path}: {error}") from error
+    broken = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise InputError(
+            f"{path}: weights {broken[:3]} hold NaN or infinite values; the model is broken (retrain it "
+            "from its last good checkpoint)"
+        )
     for name, network in networks.items():
         prefix = f"{name}."
         own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

@@ -20,6 +20,7 @@ from pix2nerf.cameras import FACE_PRIOR, PosePrior
 from pix2nerf.inference import FaceModel, InputError, save_bundle
 from pix2nerf.io.eg3d_pickle import PersistentRecord, read_eg3d_pickle
 from pix2nerf.networks import Generator
+from pix2nerf.networks.specs import check_arguments
 
 EG3D_PLANE_RESOLUTION = 256
 """EG3D's backbone always emits 3 planes of 32 channels at 256^2 (``img_resolution=256, img_channels=96``)."""
@@ -166,6 +167,10 @@ def eg3d_state_dict(record: PersistentRecord) -> dict[str, Tensor]:
 def eg3d_generator(record: PersistentRecord) -> tuple[Generator, list[str]]:
     """A pix2nerf :class:`Generator` with the weights of an EG3D ``TriPlaneGenerator`` record (eval mode)."""
     arguments, notes = generator_arguments(record)
+    try:
+        check_arguments("Generator", arguments)
+    except ValueError as error:
+        raise _reject(str(error), "the pickle is not one of EG3D's generators; import an official release") from error
     generator = Generator(**arguments)
     state = eg3d_state_dict(record)
     expected = generator.state_dict()

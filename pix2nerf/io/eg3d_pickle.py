@@ -151,9 +151,35 @@ def _rebuild_tensor(
     """``torch._utils._rebuild_tensor_v2`` for CPU storages (backward hooks and metadata are dropped)."""
     if not isinstance(storage, torch.TypedStorage):
         raise UnsafePickleError(f"a tensor was to be built from {type(storage).__name__}, not a storage; refused")
+    _check_view(storage, offset, size, stride)
     return torch._utils._rebuild_tensor_v2(
         storage, offset, size, stride, bool(requires_grad), collections.OrderedDict()
     )
+
+
+def _check_view(storage: torch.TypedStorage, offset: Any, size: Any, stride: Any) -> None:
+    """Refuse a tensor view that does not fit inside its storage: torch would silently *enlarge* the storage
+    (uninitialised memory, gigabytes for a crafted offset) instead of failing."""
+    valid = (
+        isinstance(offset, int)
+        and isinstance(size, tuple)
+        and isinstance(stride, tuple)
+        and len(size) == len(stride)
+        and all(isinstance(value, int) and value >= 0 for value in (offset, *size, *stride))
+    )
+    if not valid:
+        raise InputError(
+            f"a tensor has an invalid layout (offset {offset!r:.40}, size {size!r:.80}, stride {stride!r:.80}); "
+            "the pickle is malformed"
+        )
+    if 0 in size:
+        return
+    extent = offset + sum((length - 1) * step for length, step in zip(size, stride, strict=True)) + 1
+    if extent > storage._size():  # _size: size() without its deprecation warning
+        raise InputError(
+            f"a tensor view (offset {offset}, size {size}, stride {stride}) reaches element {extent} of a storage of "
+            f"{storage._size()}; the pickle is malformed or crafted, so it was refused"
+        )
 
 
 def _rebuild_parameter(data: Tensor, requires_grad: bool, hooks: Any) -> torch.nn.Parameter:

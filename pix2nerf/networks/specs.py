@@ -6,9 +6,11 @@ instantiates the classes that :func:`network_classes` lists, never a class named
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 SPEC_KEYS = ("class", "init_args")
@@ -37,17 +39,59 @@ def network_spec(network: nn.Module) -> dict[str, Any]:
     return {"class": name, "init_args": dict(network.init_args)}
 
 
+MAX_PARAMETERS = 250_000_000
+"""Largest network a spec may describe (EG3D's 512^2 generator has about 31 M parameters, this package's default
+generator 30 M): about 1 GB in float32. Checked on the meta device, before any memory is allocated."""
+MAX_INTEGER_ARGUMENT = 4096
+"""Bound of every integer constructor argument (layer counts, widths, resolutions) not listed in INTEGER_BOUNDS."""
+INTEGER_BOUNDS = {"channel_base": 2**20, "num_coarse": 1024, "num_importance": 1024, "mapping_layers": 64}
+"""Bounds of integer arguments that legitimately exceed, or must stay well below, ``MAX_INTEGER_ARGUMENT``."""
+
+
+def check_arguments(name: str, init_args: Mapping[str, Any]) -> None:
+    """Raise a ValueError unless every argument of a ``name`` network is in bounds (see ``INTEGER_BOUNDS``), and
+    the network they describe has at most ``MAX_PARAMETERS`` parameters (counted without allocating them).
+
+    Files describe networks by their arguments; without this, a crafted spec (200,000 mapping layers, 10^7
+    samples per ray) would take all memory before any weight is read.
+    """
+    if not isinstance(init_args, Mapping):
+        raise ValueError(f"the {name} spec's init_args must be a mapping, got {type(init_args).__name__}")
+    for argument, value in init_args.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if isinstance(item, bool) or item is None or isinstance(item, str):
+                continue
+            if not isinstance(item, (int, float)):
+                raise ValueError(f"{name} argument {argument}={value!r:.80} is not a number, string or list of them")
+            if not math.isfinite(item):
+                raise ValueError(f"{name} argument {argument}={item} is not finite")
+            bound = INTEGER_BOUNDS.get(argument, MAX_INTEGER_ARGUMENT)
+            if isinstance(item, int) and not 0 <= item <= bound:
+                raise ValueError(f"{name} argument {argument}={item} is outside the supported range [0, {bound}]")
+    classes = network_classes()
+    try:
+        with torch.device("meta"):
+            network = classes[name](**init_args)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"the spec's arguments do not fit {name}: {error}") from error
+    count = sum(tensor.numel() for tensor in [*network.parameters(), *network.buffers()])
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"the {name} spec describes {count:,} parameters, more than the {MAX_PARAMETERS:,} this package loads"
+        )
+
+
 def build_network(spec: Mapping[str, Any]) -> nn.Module:
-    """Instantiate the network a spec describes (only classes :func:`network_classes` lists)."""
+    """Instantiate the network a spec describes (only classes :func:`network_classes` lists), after checking its
+    arguments' bounds and size with :func:`check_arguments`."""
     if not isinstance(spec, Mapping) or set(spec) != set(SPEC_KEYS):
         raise ValueError(f"a network spec is a mapping with exactly the keys {SPEC_KEYS}, got {spec!r:.200}")
     name, classes = spec["class"], network_classes()
-    if name not in classes:
-        raise ValueError(f"unknown network class {name!r} in spec; known: {sorted(classes)}")
-    try:
-        return classes[name](**spec["init_args"])
-    except TypeError as error:
-        raise ValueError(f"the spec's arguments do not fit {name}: {error}") from error
+    if not isinstance(name, str) or name not in classes:
+        raise ValueError(f"unknown network class {name!r:.80} in spec; known: {sorted(classes)}")
+    check_arguments(name, spec["init_args"])
+    return classes[name](**spec["init_args"])
 
 
 def network_classes() -> dict[str, type[nn.Module]]:

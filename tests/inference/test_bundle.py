@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pix2nerf.inference import InputError, load_model, save_bundle
+from pix2nerf.inference.bundle import DIGEST_KEY, bundle_digest
 from tests.factories import tiny_face_model
 
 
@@ -84,15 +85,119 @@ def test_checkpoint_with_code_is_refused_and_nothing_runs(tmp_path):
     assert not marker.exists()
 
 
+def rewrite(path, networks=None, prior=None, tensors=None, version=None):
+    """Edit a bundle as an attacker who knows the format would: change parts and recompute the digest."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as file:
+        metadata = dict(file.metadata())
+    weights = load_file(path)
+    specs = json.loads(metadata["networks"])
+    if networks is not None:
+        networks(specs)
+    metadata["networks"] = json.dumps(specs)
+    if prior is not None:
+        metadata["camera_prior"] = json.dumps({**json.loads(metadata["camera_prior"]), **prior})
+    if tensors is not None:
+        tensors(weights)
+    if version is not None:
+        metadata["version"] = version
+    metadata[DIGEST_KEY] = bundle_digest(weights, metadata)
+    save_file(weights, str(path), metadata=metadata)
+    return path
+
+
+def generator_args(**changes):
+    return lambda specs: specs["generator"]["init_args"].update(changes)
+
+
 def test_spec_with_unknown_class_is_refused(tmp_path):
+    path = save_bundle(tiny_face_model(), tmp_path / "model.safetensors")
+    rewrite(path, networks=lambda specs: specs["generator"].update({"class": "os.system"}))
+    with pytest.raises(InputError, match="unknown network class"):
+        load_model(path)
+
+
+def test_edited_metadata_is_detected_like_edited_weights(tmp_path):
     path = save_bundle(tiny_face_model(), tmp_path / "model.safetensors")
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as file:
         metadata = dict(file.metadata())
-    specs = json.loads(metadata["networks"])
-    specs["generator"]["class"] = "os.system"
-    metadata["networks"] = json.dumps(specs)
+    metadata["camera_prior"] = json.dumps({**json.loads(metadata["camera_prior"]), "radius": 1.0})
     save_file(load_file(path), str(path), metadata=metadata)
-    with pytest.raises(InputError, match="unknown network class"):
+    with pytest.raises(InputError, match="metadata do not match the digest"):
         load_model(path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (dict(prior={"radius": float("nan")}), "radius must be a finite number"),
+        (dict(prior={"focal": -4.0}), "must be positive"),
+        (dict(version="99"), "bundle version '99'"),
+        (dict(tensors=lambda weights: weights[next(iter(weights))].fill_(float("inf"))), "NaN or infinite"),
+        (dict(networks=generator_args(mapping_layers=200_000)), "mapping_layers=200000 is outside"),
+        (dict(networks=generator_args(num_importance=10**7)), "num_importance=10000000 is outside"),
+        (dict(networks=generator_args(channel_max=16384)), "channel_max=16384 is outside"),
+        (dict(networks=generator_args(plane_channels=-3)), "plane_channels=-3 is outside"),
+        (dict(networks=generator_args(plane_resolution=4096, channel_max=4096, channel_base=2**20)), "parameters"),
+    ],
+)
+def test_crafted_bundles_are_refused_before_anything_is_built(tmp_path, edit, message):
+    path = rewrite(save_bundle(tiny_face_model(), tmp_path / "model.safetensors", half_precision=False), **edit)
+    with pytest.raises(InputError, match=message):
+        load_model(path)
+
+
+def test_no_crafted_spec_makes_the_loader_allocate_more_than_its_bound(tmp_path):
+    """Under an address-space limit of 1.5 GB above the interpreter's, a spec describing a 4 GB generator is refused
+    with the usual message (not a MemoryError or a crash): nothing is allocated before the bound is checked."""
+    spec = generator_args(plane_resolution=4096, channel_max=4096, channel_base=2**20, mapping_layers=64, w_dim=4096)
+    path = rewrite(save_bundle(tiny_face_model(), tmp_path / "model.safetensors"), networks=spec)
+    program = f"""
+import resource, sys
+import torch
+from pix2nerf.inference import InputError, load_model
+with open("/proc/self/status") as status:
+    size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize"))
+limit = size_kb * 1024 + {1536 * 2**20}
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    load_model({str(path)!r})
+except InputError as error:
+    print("refused:", error)
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "refused:" in result.stdout and "parameters" in result.stdout, result.stdout
+
+
+GENERATOR_ONLY = {"generator_ema.x": torch.zeros(1)}
+
+
+@pytest.mark.parametrize(
+    "checkpoint, message",
+    [
+        ({"state_dict": [1, 2]}, "not a mapping of names to tensors"),
+        (
+            {"state_dict": {"generator_ema.x": torch.zeros(1)}, "network_specs": {"g": 1}, "camera_prior": [1]},
+            "prior is list",
+        ),
+        ({"state_dict": {"generator_ema.x": torch.zeros(1)}, "network_specs": [3]}, "network_specs is list"),
+    ],
+)
+def test_checkpoints_with_wrongly_typed_parts_are_user_errors(tmp_path, checkpoint, message):
+    path = tmp_path / "run.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(InputError, match=message):
+        load_model(path)
+
+
+def test_a_broken_run_config_is_a_user_error(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: [unclosed")
+    torch.save({"state_dict": {"generator_ema.x": torch.zeros(1)}}, run / "checkpoints" / "last.ckpt")
+    with pytest.raises(InputError, match="config.yaml is unreadable"):
+        load_model(run / "checkpoints" / "last.ckpt")

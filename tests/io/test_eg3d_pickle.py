@@ -147,3 +147,21 @@ def test_bad_files_give_clear_errors(tmp_path):
     listing = write_pickle(tmp_path / "list.pkl", [1, 2])
     with pytest.raises(InputError, match="not the dict of an EG3D network snapshot"):
         read_eg3d_pickle(listing)
+
+
+@pytest.mark.parametrize(
+    "offset, size, stride, message",
+    [
+        (10**9, (2,), (1,), "reaches element"),  # torch would grow the storage to 4 GB
+        (0, (3, 4), (4, 1), "reaches element"),  # 12 elements viewed in a storage of 8
+        (0, (-2,), (1,), "invalid layout"),
+        (-1, (2,), (1,), "invalid layout"),
+    ],
+)
+def test_tensor_views_outside_their_storage_are_refused(tmp_path, offset, size, stride, message):
+    storage = torch.zeros(8).untyped_storage()
+    typed = torch.storage.TypedStorage(wrap_storage=storage, dtype=torch.float32, _internal=True)
+    view = CallOnLoad(torch._utils._rebuild_tensor_v2, typed, offset, size, stride, False, {})
+    path = write_pickle(tmp_path / "snapshot.pkl", {"G_ema": view})
+    with pytest.raises(InputError, match=message):
+        read_eg3d_pickle(path)
