@@ -4,7 +4,8 @@ python tools/novel_view.py input=face.png checkpoint=checkpoints/synthetic_heads
 python tools/novel_view.py input=photos/ checkpoint=run.ckpt refine.steps=0 path=spiral num_frames=96
 
 Bad input (a missing or corrupt file, a tiny image, a checkpoint of another kind) ends with a one-line
-error and exit code 2. Options: configs/infer/novel_view.yaml.
+error and exit code 2. In a folder run, a bad image is reported (stderr and ``reports.json``) and the others
+still run; the exit code is then 2. Options: configs/infer/novel_view.yaml.
 """
 
 from __future__ import annotations
@@ -46,15 +47,26 @@ def run(cfg: DictConfig) -> list[dict]:
         f"({model.resolution}^2, {device}, {model.precision})"
     )
     options = options_from_config(cfg)
-    reports = []
+    reports: list[dict] = []
+    failures = []
     for image_path in inputs:
         output = Path(cfg.output_dir) / image_path.stem
-        report = novel_views(model, image_path, output, options, progress=cfg.progress)
+        try:
+            report = novel_views(model, image_path, output, options, progress=cfg.progress)
+        except InputError as error:
+            if len(inputs) == 1:
+                raise
+            print(f"novel_view: error: {image_path}: {error}", file=sys.stderr)
+            failures.append(str(image_path))
+            reports.append({"input": str(image_path), "error": str(error)})
+            continue
         reports.append(report)
         timings = ", ".join(f"{k} {v:.2f} s" for k, v in report["timings_seconds"].items())
         print(f"{image_path} -> {output}: PSNR {report['psnr_reconstruction']:.2f} dB; {timings}")
     if len(reports) > 1:
         (Path(cfg.output_dir) / "reports.json").write_text(json.dumps(reports, indent=2))
+    if failures:
+        raise InputError(f"{len(failures)} of {len(inputs)} images failed ({', '.join(failures)}); see above")
     return reports
 
 

@@ -2,6 +2,7 @@
 
 python tools/viewer.py checkpoint=checkpoints/synthetic_heads_32.safetensors
 python tools/viewer.py checkpoint=run.ckpt input=face.png port=8000 refine_steps=50
+python tools/viewer.py checkpoint=run.ckpt host=0.0.0.0 allowed_hosts=[gpu-box.lan]   # from other machines
 
 Open the printed URL (http://127.0.0.1:8765/ by default). A missing or bad checkpoint or input, or a port in use,
 ends with a one-line error and exit code 2. Options: configs/infer/viewer.yaml.
@@ -47,7 +48,7 @@ def build(cfg: DictConfig) -> ViewerServer:
             raise InputError(f"input {path} does not exist; pass an image or a latent.pt")
         session.set_face(path.read_bytes(), path.name)
     try:
-        return make_server(session, cfg.host, cfg.port)
+        return make_server(session, cfg.host, cfg.port, cfg.allowed_hosts)
     except OSError as error:
         raise InputError(f"cannot listen on {cfg.host}:{cfg.port} ({error.strerror}); choose another port=") from error
 

@@ -9,9 +9,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from pix2nerf.cameras import FACE_PRIOR, PosePrior, look_at, sample_yaw_pitch
-from pix2nerf.data.images import read_image
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from pix2nerf.data.images import IMAGE_SUFFIXES, read_image
 
 
 class ImageFolderDataset(Dataset):

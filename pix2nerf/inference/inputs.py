@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pix2nerf.data.images import ImageReadError, decode_image, read_image
+from pix2nerf.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, read_image
 from pix2nerf.inference.errors import InputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MIN_INPUT_SIZE = 32
 """Images whose shorter side is below this hold too little of a face to invert."""
 WHITE = (1.0, 1.0, 1.0)
@@ -50,9 +49,10 @@ def load_face(
 ) -> Tensor:
     """An image file as the model's input: (3, resolution, resolution) RGB in [-1, 1].
 
-    Conversions (documented, not errors): grayscale is repeated to RGB; RGBA is composited onto
-    ``background``. With ``detector="none"`` the face must already be framed like the training data
-    (FFHQ/EG3D-style crops) and non-square images are centre-cropped; ``"haar"`` finds the largest face
+    Decoding (see :func:`pix2nerf.data.images.read_image`): every common mode (grey, 1-bit, palette, CMYK,
+    16-bit, YCbCr) becomes RGB, EXIF orientation is applied, alpha is composited onto ``background``, and very
+    large photos are shrunk while decoding. With ``detector="none"`` the face must already be framed like the
+    training data (FFHQ/EG3D-style crops) and non-square images are centre-cropped; ``"haar"`` finds the largest face
     (OpenCV's Haar cascade, shipped inside ``opencv-python-headless``) and crops around it.
     """
     try:

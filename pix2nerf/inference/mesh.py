@@ -20,11 +20,12 @@ EG3D_DENSITY_LEVEL = 10.0
 @dataclass
 class Mesh:
     """A triangle mesh in world coordinates: vertices (V, 3) float32, faces (F, 3) int64 (counter-clockwise
-    seen from outside), colours (V, 3) uint8 RGB."""
+    seen from outside), colours (V, 3) uint8 RGB; ``level`` is the density of the extracted surface."""
 
     vertices: np.ndarray
     faces: np.ndarray
     colors: np.ndarray
+    level: float
 
 
 @torch.no_grad()
@@ -56,22 +57,31 @@ def extract_mesh(
     resolution: int = 128,
     level: float = EG3D_DENSITY_LEVEL,
     plane_offsets: Tensor | None = None,
+    fallback_to_range: bool = False,
 ) -> Mesh:
     """Marching cubes at density ``level`` on the field of latent w (1, num_ws, w_dim) with tri-plane offsets
-    (1, 3, C, P, P) or None."""
+    (1, 3, C, P, P) or None.
+
+    A field whose density never crosses ``level`` (fields of other models differ in scale: an imported EG3D model
+    may stay below EG3D's 10) raises a ValueError naming its range, or with ``fallback_to_range`` is cut at the
+    middle of its range instead (the mesh's ``level`` says which).
+    """
     params = generator.field_params(w, noise_mode="const", plane_offsets=plane_offsets)
     density, box = density_grid(generator, params, resolution)
     grid = density.cpu().numpy()
-    if not grid.min() < level < grid.max():
-        raise ValueError(
-            f"the density field never crosses level {level} (it spans {grid.min():.3g}..{grid.max():.3g}); "
-            "choose a level inside that range"
-        )
+    low, high = float(grid.min()), float(grid.max())
+    if not low < level < high:
+        if not fallback_to_range or not low < high:
+            raise ValueError(
+                f"the density field never crosses level {level} (it spans {low:.3g}..{high:.3g}); "
+                "choose a level inside that range"
+            )
+        level = (low + high) / 2
     spacing = box / (resolution - 1)
     vertices, faces, _, _ = marching_cubes(grid, level=level, spacing=(spacing,) * 3, gradient_direction="ascent")
     vertices = (vertices - box / 2).astype(np.float32)
     colors = field_colors(generator, params, torch.from_numpy(vertices).to(w.device))
-    return Mesh(vertices, faces.astype(np.int64), (colors.cpu().numpy() * 255).round().astype(np.uint8))
+    return Mesh(vertices, faces.astype(np.int64), (colors.cpu().numpy() * 255).round().astype(np.uint8), level)
 
 
 def write_ply(mesh: Mesh, path: str | Path) -> None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from pix2nerf.inference.model import FaceModel
 from pix2nerf.inference.render import Views, render_views
 from pix2nerf.metrics.image import psnr
 
+LOGGER = logging.getLogger(__name__)
 FOREGROUND_OPACITY = 0.5
 """Pixels with at least this opacity count as the head when normalising depth maps for display."""
 
@@ -219,11 +221,18 @@ def novel_views(
             options.mesh_resolution,
             options.mesh_level,
             inversion.plane_offsets,
+            fallback_to_range=True,
         )
         write_ply(mesh, out / "mesh.ply")
         write_obj(mesh, out / "mesh.obj")
         timed("mesh", start)
-        report["mesh"] = {"vertices": len(mesh.vertices), "faces": len(mesh.faces)}
+        report["mesh"] = {"vertices": len(mesh.vertices), "faces": len(mesh.faces), "level": mesh.level}
+        if mesh.level != options.mesh_level:
+            report["mesh"]["warning"] = (
+                f"the density never crosses mesh_level {options.mesh_level}; the surface is at {mesh.level:.4g}, "
+                "the middle of the field's range (set mesh_level to choose another)"
+            )
+            LOGGER.warning(report["mesh"]["warning"])
 
     report.update(
         {

@@ -10,29 +10,48 @@ quality, truncation, appearance):
 * ``POST /api/face?name=FILE`` and ``POST /api/appearance?name=FILE``: the body is an image or a ``latent.pt``;
   they set the face being explored and the appearance source (JSON info back).
 
-Errors come back as JSON ``{"error": message}``: 400 for bad input (the page shows the message), 404, 413, 500.
+Limits: a request's Host header must name this machine as the viewer knows it (the bound host, ``LOCAL_HOSTS`` or
+an allowed host; against DNS rebinding), and a POST's Origin header, when sent, must be the page's own (against
+cross-site uploads). Uploads need a ``Content-Length`` of at most ``MAX_UPLOAD_BYTES``, and images at most
+``MAX_UPLOAD_PIXELS`` (read from the header, before decoding).
+
+Errors come back as JSON ``{"error": message}``: 400 for bad input (the page shows the message), 403 (a foreign
+host or origin), 404, 411 (no length), 413 (too large), 500.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from PIL import Image
+
 from pix2nerf.inference import InputError
-from pix2nerf.viewer.session import View, ViewerSession
+from pix2nerf.viewer.session import LATENT_SUFFIXES, View, ViewerSession
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 32 * 2**20
 """Largest accepted upload (an image or a latent)."""
+MAX_UPLOAD_PIXELS = 4096 * 4096
+"""Largest accepted image upload, width x height (a 12-megapixel photo fits). Checked from the image's header
+before the session decodes it (holding the model's lock, so renders wait): ``pix2nerf.data.images`` accepts far
+larger images (``MAX_INPUT_PIXELS``) for offline use."""
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""Host names always served, besides the bound host and the server's ``allowed_hosts``."""
+HOST_HEADER = re.compile(r"(?P<name>[a-z0-9._-]+|\[(?P<ipv6>[0-9a-f:.]+)\])(:[0-9]{1,5})?", re.IGNORECASE)
+"""A Host header: a name, an IPv4 address or a bracketed IPv6 address, then an optional port."""
 
 Export = Callable[[ViewerSession, View], bytes]
 EXPORTS: dict[str, tuple[str, Export]] = {
@@ -44,6 +63,36 @@ UPLOADS: dict[str, Callable[[ViewerSession, bytes, str], dict[str, Any]]] = {
     "/api/face": ViewerSession.set_face,
     "/api/appearance": ViewerSession.set_appearance_source,
 }
+
+
+class RequestError(Exception):
+    """A request refused before it reaches the session: answered with ``status`` and the message, after which the
+    connection is closed (the request's body may be unread)."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def host_name(host: str) -> str | None:
+    """The lower-case name in a Host header (an IPv6 address without brackets); None when it is malformed."""
+    match = HOST_HEADER.fullmatch(host)
+    return (match["ipv6"] or match["name"]).lower() if match else None
+
+
+def check_image_size(data: bytes, name: str) -> None:
+    """Refuse an image upload of more than ``MAX_UPLOAD_PIXELS``; only its header is read (Pillow, like the
+    decoder). Data Pillow cannot open is left to the decoder, which refuses it with its own message."""
+    too_large = f"the viewer accepts at most {MAX_UPLOAD_PIXELS / 1e6:.1f} megapixels; downscale or crop it"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # over Pillow's own limit, so over ours
+        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"image {name} is far too large; {too_large}") from None
+    except Exception:  # not an image Pillow reads: decoding fails too, with the decoder's message
+        return
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"image {name} is {width}x{height} pixels; {too_large}")
 
 
 def page() -> bytes:
@@ -68,13 +117,21 @@ class LatestRequests:
 
 
 class ViewerServer(ThreadingHTTPServer):
-    """A threaded HTTP server holding the session (renders are serialised by the session's lock)."""
+    """A threaded HTTP server holding the session (renders are serialised by the session's lock).
+
+    Args:
+        session: the model and face being explored.
+        address: (host, port) to bind.
+        allowed_hosts: Host header names served besides ``address``'s host and ``LOCAL_HOSTS``.
+    """
 
     daemon_threads = True
 
-    def __init__(self, session: ViewerSession, address: tuple[str, int]) -> None:
+    def __init__(self, session: ViewerSession, address: tuple[str, int], allowed_hosts: Iterable[str] = ()) -> None:
         super().__init__(address, ViewerHandler)
         self.session = session
+        extra = [allowed_hosts] if isinstance(allowed_hosts, str) else list(allowed_hosts)  # one name, not letters
+        self.allowed_hosts = frozenset(name.lower() for name in (address[0], *LOCAL_HOSTS, *extra))
         self.requests = LatestRequests()
         self.page = page()
 
@@ -102,12 +159,32 @@ class ViewerHandler(BaseHTTPRequestHandler):
     def _handle(self, route: Callable[[str, dict[str, list[str]]], None]) -> None:
         url = urlsplit(self.path)
         try:
+            self._check_host_and_origin()
             route(url.path, parse_qs(url.query))
+        except RequestError as error:
+            self.close_connection = True
+            self._json(error.status, {"error": str(error)})
         except InputError as error:
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
         except Exception:
             log.exception("viewer request %s failed", self.path)
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error; see the server's log"})
+
+    def _check_host_and_origin(self) -> None:
+        """Refuse other host names (DNS rebinding) and POSTs from other sites' pages (their Origin is not ours)."""
+        host = self.headers.get("Host")
+        if host is None:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the request has no Host header")
+        if host_name(host) not in self.server.allowed_hosts:
+            raise RequestError(
+                HTTPStatus.FORBIDDEN,
+                f"host {host!r} is not served here; open {self.server.url} or add the name to allowed_hosts",
+            )
+        origin = self.headers.get("Origin")
+        if self.command == "POST" and origin is not None and origin.lower() != f"http://{host}".lower():
+            raise RequestError(
+                HTTPStatus.FORBIDDEN, f"upload from another site ({origin!r}) refused; upload from the viewer's page"
+            )
 
     def _get(self, path: str, query: dict[str, list[str]]) -> None:
         session = self.server.session
@@ -143,19 +220,30 @@ class ViewerHandler(BaseHTTPRequestHandler):
 
     def _post(self, path: str, query: dict[str, list[str]]) -> None:
         if path not in UPLOADS:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such upload: {path}"})
-            return
-        size = int(self.headers.get("Content-Length") or 0)
-        if size > MAX_UPLOAD_BYTES:
-            self.close_connection = True  # the body is not read
-            limit = MAX_UPLOAD_BYTES // 2**20
-            self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"upload is over the {limit} MiB limit"})
-            return
-        data = self.rfile.read(size)
+            raise RequestError(HTTPStatus.NOT_FOUND, f"no such upload: {path}")
+        data = self.rfile.read(self._content_length())
         if not data:
             raise InputError("the upload is empty; choose an image or a latent.pt")
         name = query.get("name", ["upload"])[0]
+        if Path(name).suffix.lower() not in LATENT_SUFFIXES:
+            check_image_size(data, name)
         self._json(HTTPStatus.OK, UPLOADS[path](self.server.session, data, name))
+
+    def _content_length(self) -> int:
+        """The upload's size: one ``Content-Length`` of digits, at most ``MAX_UPLOAD_BYTES``."""
+        values = self.headers.get_all("Content-Length", [])
+        if not values:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "the upload has no Content-Length header")
+        text = values[0].strip()
+        if len(values) > 1 or not (text.isascii() and text.isdigit()):
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"bad Content-Length {', '.join(values)!r}; expected one number of bytes"
+            )
+        size = int(text)
+        if size > MAX_UPLOAD_BYTES:
+            limit = MAX_UPLOAD_BYTES // 2**20
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"upload is over the {limit} MiB limit")
+        return size
 
     def _json(self, status: HTTPStatus, value: Any) -> None:
         self._send(status, json.dumps(value).encode(), "application/json")
@@ -172,6 +260,10 @@ class ViewerHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-def make_server(session: ViewerSession, host: str = "127.0.0.1", port: int = 8765) -> ViewerServer:
-    """A bound (not yet serving) viewer server; port 0 picks a free one (see ``server.url``)."""
-    return ViewerServer(session, (host, port))
+def make_server(
+    session: ViewerSession, host: str = "127.0.0.1", port: int = 8765, allowed_hosts: Iterable[str] = ()
+) -> ViewerServer:
+    """A bound (not yet serving) viewer server; port 0 picks a free one (see ``server.url``). ``allowed_hosts``:
+    Host header names served besides ``host`` and ``LOCAL_HOSTS`` (e.g. the machine's name when ``host`` is
+    0.0.0.0)."""
+    return ViewerServer(session, (host, port), allowed_hosts)

@@ -311,6 +311,7 @@ class ViewerSession:
                     self.options.mesh_resolution,
                     self.options.mesh_level,
                     self.plane_offsets(view),
+                    fallback_to_range=True,
                 )
             except ValueError as error:
                 raise InputError(

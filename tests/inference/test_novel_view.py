@@ -123,3 +123,23 @@ def test_bad_input_exits_with_a_clear_message(trained, tmp_path, case, message):
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_folder_run_survives_a_bad_image_and_a_field_that_misses_the_mesh_level(trained, tmp_path):
+    """The default EG3D level (10) is never crossed by the tiny field: the mesh is cut at the middle of its range
+    and the report says so; a corrupt image in the folder is reported while the good one completes."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "good.png").write_bytes(trained["image"].read_bytes())
+    (photos / "broken.png").write_bytes(trained["image"].read_bytes()[:40])
+    out = tmp_path / "out"
+    args = [str(TOOL), f"input={photos}", f"checkpoint={trained['bundle']}", f"output_dir={out}"]
+    args += ["num_frames=2", "refine.steps=0", "mesh_resolution=16", "gif=false", "progress=false"]
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "1 of 2 images failed" in result.stderr and "broken.png" in result.stderr
+    report = json.loads((out / "good" / "report.json").read_text())
+    assert report["mesh"]["faces"] > 0 and report["mesh"]["level"] != 10.0
+    assert "never crosses mesh_level 10.0" in report["mesh"]["warning"]
+    reports = json.loads((out / "reports.json").read_text())
+    assert [("error" in entry) for entry in reports] == [True, False]  # broken.png sorts first

@@ -1,23 +1,33 @@
-"""The viewer's HTTP API without a browser: uploads, renders, stale requests, exports and errors."""
+"""The viewer's HTTP API without a browser: uploads, renders, stale requests, exports, errors and request limits."""
 
 import io
+import math
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, save_bundle
 from pix2nerf.inference.mesh import density_grid
-from pix2nerf.viewer import ViewerOptions, ViewerServer, ViewerSession
+from pix2nerf.viewer import ViewerOptions, ViewerServer, ViewerSession, make_server
+from pix2nerf.viewer.server import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
 from tests.factories import tiny_face_model
-from tests.viewer.client import fetch
+from tests.viewer.client import Response, fetch, send
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN_PIXEL_STD = 1.0
@@ -27,6 +37,8 @@ MIN_MEAN_DIFFERENCE = 0.5
 POLL_S = 0.01
 TOOL_TIMEOUT_S = 120
 """Longest a tool started by a test may run (Python and torch start slowly on a busy machine)."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ALLOWED_HOST = "viewer.lan"
 
 
 def upload(server: ViewerServer, data: bytes, name: str, route: str = "face"):
@@ -42,6 +54,47 @@ def render(server: ViewerServer, **view) -> np.ndarray:
 
 def differ(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape != b.shape or float(np.abs(a - b).mean()) > MIN_MEAN_DIFFERENCE
+
+
+def host(server: ViewerServer) -> str:
+    """The Host header a browser sends for ``server.url`` (``127.0.0.1:PORT``)."""
+    return urlsplit(server.url).netloc
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG's signature and header without pixels: its size is readable, its pixels are not."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))  # 8-bit RGB
+    return PNG_SIGNATURE + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def assert_refused(server: ViewerServer, response: Response, status: HTTPStatus, message: str) -> None:
+    """``response`` is a JSON error with ``status`` and ``message``, and the server still renders."""
+    assert response.status == status and message in response.json()["error"], response.body
+    assert render(server).shape == (16, 16, 3)
+
+
+@contextmanager
+def serving(server: ViewerServer) -> Iterator[ViewerServer]:
+    """Serve ``server`` in a thread for the block."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def loaded_viewer(viewer, head_png) -> ViewerServer:
+    """The viewer with a face loaded, so renders work."""
+    assert upload(viewer, head_png.read_bytes(), "head.png").status == HTTPStatus.OK
+    return viewer
 
 
 def test_page_and_info(viewer):
@@ -86,6 +139,84 @@ def test_bad_uploads_and_queries_get_400_with_a_message(viewer, tmp_path):
     }
     for message, response in cases.items():
         assert response.status == 400 and message in response.json()["error"], (message, response.body)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "status", "message"),
+    [
+        ((), HTTPStatus.LENGTH_REQUIRED, "the upload has no Content-Length header"),
+        (("-1",), HTTPStatus.BAD_REQUEST, "bad Content-Length '-1'; expected one number of bytes"),
+        (("abc",), HTTPStatus.BAD_REQUEST, "bad Content-Length 'abc'; expected one number of bytes"),
+        (("5", "6"), HTTPStatus.BAD_REQUEST, "bad Content-Length '5, 6'; expected one number of bytes"),
+        ((str(MAX_UPLOAD_BYTES + 1),), HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "upload is over the 32 MiB limit"),
+    ],
+    ids=["missing", "negative", "not-a-number", "twice", "over-the-cap"],
+)
+def test_bad_content_lengths_are_refused(loaded_viewer, lengths, status, message):
+    headers = [("Host", host(loaded_viewer)), *(("Content-Length", length) for length in lengths)]
+    response = send(f"{loaded_viewer.url}api/face?name=head.png", headers, b"x" * 5)  # the connection stays open
+    assert_refused(loaded_viewer, response, status, message)
+
+
+@pytest.mark.parametrize(
+    ("side", "message"),
+    [
+        (math.isqrt(MAX_UPLOAD_PIXELS) + 1, "is 4097x4097 pixels;"),
+        (math.isqrt(2 * Image.MAX_IMAGE_PIXELS) + 1, "is far too large;"),  # Pillow refuses to open it
+    ],
+    ids=["over-the-limit", "decompression-bomb"],
+)
+def test_images_over_the_pixel_limit_are_refused_before_decoding(loaded_viewer, side, message):
+    response = upload(loaded_viewer, png_header(side, side), "big.png")  # decoding would fail: it has no pixels
+    assert_refused(loaded_viewer, response, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"image big.png {message}")
+    assert "the viewer accepts at most 16.8 megapixels; downscale or crop it" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("host_header", "status", "message"),
+    [
+        ("evil.example:{port}", HTTPStatus.FORBIDDEN, "host 'evil.example:{port}' is not served here"),
+        ("127.0.0.1.evil.example", HTTPStatus.FORBIDDEN, "host '127.0.0.1.evil.example' is not served here"),
+        ("localhost@evil.example", HTTPStatus.FORBIDDEN, "host 'localhost@evil.example' is not served here"),
+        (None, HTTPStatus.BAD_REQUEST, "the request has no Host header"),
+    ],
+    ids=["rebound-name", "lookalike-name", "malformed", "missing"],
+)
+def test_requests_for_foreign_host_names_are_refused(loaded_viewer, host_header, status, message):
+    port = urlsplit(loaded_viewer.url).port
+    headers = [] if host_header is None else [("Host", host_header.format(port=port))]
+    response = send(f"{loaded_viewer.url}api/info", headers, method="GET")
+    assert_refused(loaded_viewer, response, status, message.format(port=port))
+
+
+def test_local_and_allowed_host_names_are_served(viewer):
+    with serving(make_server(viewer.session, "127.0.0.1", 0, [ALLOWED_HOST.upper()])) as server:
+        port = urlsplit(server.url).port
+        for name in ("127.0.0.1", "localhost", "LocalHost", "[::1]", ALLOWED_HOST):
+            response = send(f"{server.url}api/info", [("Host", f"{name}:{port}")], method="GET")
+            assert response.status == HTTPStatus.OK and "image_resolution" in response.json(), (name, response.body)
+    assert send(f"{viewer.url}api/info", [("Host", ALLOWED_HOST)], method="GET").status == HTTPStatus.FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://evil.example", "http://127.0.0.1:1", "https://{host}", "http://{host}.evil.example", "null"],
+    ids=["other-site", "other-port", "other-scheme", "lookalike", "opaque"],
+)
+def test_cross_site_uploads_are_refused(loaded_viewer, head_png, origin):
+    body = head_png.read_bytes()
+    origin = origin.format(host=host(loaded_viewer))
+    headers = [("Host", host(loaded_viewer)), ("Origin", origin), ("Content-Length", str(len(body)))]
+    response = send(f"{loaded_viewer.url}api/face?name=other.png", headers, body)
+    assert_refused(loaded_viewer, response, HTTPStatus.FORBIDDEN, f"upload from another site ({origin!r}) refused")
+    assert fetch(f"{loaded_viewer.url}api/info").json()["face"]["name"] != "other.png"
+
+
+def test_same_origin_uploads_are_accepted(loaded_viewer, head_png):
+    body = head_png.read_bytes()
+    headers = [("Host", host(loaded_viewer)), ("Origin", f"http://{host(loaded_viewer)}")]
+    response = send(f"{loaded_viewer.url}api/face?name=same.png", [*headers, ("Content-Length", str(len(body)))], body)
+    assert response.status == HTTPStatus.OK and response.json()["face"]["name"] == "same.png", response.body
 
 
 def test_latent_uploads_are_loaded_safely_and_truncation_reaches_the_average(viewer):
@@ -136,14 +267,15 @@ def test_exports(viewer, head_png, monkeypatch):
     video = fetch(f"{viewer.url}api/export/orbit.mp4?mode=depth")
     assert video.status == 200 and video.content_type == "video/mp4"
     assert iio.imread(video.body, extension=".mp4").shape[0] == viewer.session.options.video_frames
-    no_surface = fetch(f"{viewer.url}api/export/mesh.ply")  # an untrained field never reaches EG3D's level
-    assert no_surface.status == 400 and "never crosses level" in no_surface.json()["error"]
+    fallback = fetch(f"{viewer.url}api/export/mesh.ply")  # an untrained field never reaches EG3D's level
+    assert fallback.status == 200 and fallback.body.startswith(b"ply\nformat binary_little_endian")
     generator = viewer.session.model.generator
     grid, _ = density_grid(generator, generator.field_params(viewer.session.face.w, noise_mode="const"), 16)
-    level = float(grid.min() + grid.max()) / 2
+    level = (float(grid.min()) + float(grid.max())) / 2  # the middle of the field's range: where the fallback cuts
     monkeypatch.setattr(viewer.session, "options", replace(viewer.session.options, mesh_level=level))
     mesh = fetch(f"{viewer.url}api/export/mesh.ply")
-    assert mesh.status == 200 and mesh.body.startswith(b"ply\nformat binary_little_endian")
+    header = mesh.body.split(b"end_header")[0]
+    assert mesh.status == 200 and header == fallback.body.split(b"end_header")[0]  # same vertex and face counts
 
 
 def test_semantics_and_appearance_swap(editing_viewer, head_png):
@@ -187,6 +319,7 @@ def test_refinement_after_the_encoder_changes_the_latent(head_png):
 def test_tool_serves_the_input_it_was_started_with(viewer, head_png, tmp_path):
     bundle = save_bundle(viewer.session.model, tmp_path / "model.safetensors")
     command = [sys.executable, str(ROOT / "tools" / "viewer.py"), f"checkpoint={bundle}", f"input={head_png}", "port=0"]
+    command.append(f"allowed_hosts=[{ALLOWED_HOST}]")
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(TOOL_TIMEOUT_S, process.kill)
     watchdog.start()
@@ -194,6 +327,8 @@ def test_tool_serves_the_input_it_was_started_with(viewer, head_png, tmp_path):
         lines = iter(process.stdout.readline, "")
         url = next(line.split("open ")[1].split()[0] for line in lines if "viewer: open" in line)
         assert fetch(f"{url}api/info").json()["face"]["name"] == head_png.name
+        port = urlsplit(url).port
+        assert send(f"{url}api/info", [("Host", f"{ALLOWED_HOST}:{port}")], method="GET").status == HTTPStatus.OK
         process.send_signal(signal.SIGINT)
         assert process.wait() == 0, process.stderr.read()
     finally:
