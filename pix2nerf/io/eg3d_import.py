@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +26,89 @@ EG3D_PLANE_RESOLUTION = 256
 """EG3D's backbone always emits 3 planes of 32 channels at 256^2 (``img_resolution=256, img_channels=96``)."""
 
 SUPERRESOLUTION = {
-    "training.superresolution.SuperresolutionHybrid2X": (64, 128),
-    "training.superresolution.SuperresolutionHybrid4X": (128, 256),
+    "training.superresolution.SuperresolutionHybrid2X": (64, 128, (128, 64)),
+    "training.superresolution.SuperresolutionHybrid4X": (128, 256, (128, 64)),
+    "training.superresolution.SuperresolutionHybrid8X": (128, 512, (128, 64)),
+    "training.superresolution.SuperresolutionHybrid8XDC": (128, 512, (256, 128)),
 }
-"""EG3D super-resolution modules pix2nerf's ``SuperResolution`` implements: (input, output) resolution.
+"""EG3D's super-resolution modules as pix2nerf's ``SuperResolution``: (input, output) resolution and block channels.
 
-Both are a non-upsampling block of 128 channels then an upsampling block of 64, as ``sr_channels=(128, 64)``.
-EG3D's ``SuperresolutionHybrid8X`` and ``8XDC`` (its 512^2 FFHQ and AFHQ models) upsample in their first
-block, which ``SuperResolution`` does not implement.
+2X and 4X refine at their input size, then upsample once; 8X and 8XDC (the 512^2 FFHQ and AFHQ releases) upsample
+in both blocks. The neural rendering size defaults to the input size (64^2 renderings are resized to 128^2 for 8X).
 """
+SR_FP16_CONV_CLAMP = 256.0
+"""EG3D clamps super-resolution activations to +-256 when the release ran it in fp16 (``sr_num_fp16_res > 0``)."""
 
-_GENERATOR_KEYS = {
-    "z_dim",
-    "c_dim",
-    "w_dim",
-    "img_resolution",
-    "img_channels",
-    "sr_num_fp16_res",
-    "mapping_kwargs",
-    "rendering_kwargs",
-    "sr_kwargs",
+Check = tuple[Callable[[Any], bool], str]
+"""A test of an argument's type, and what it expects in words."""
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_mapping(value: Any) -> bool:
+    return value is None or (isinstance(value, Mapping) and all(isinstance(key, str) for key in value))
+
+
+INTEGER: Check = (_is_integer, "an integer")
+NUMBER: Check = (_is_number, "a number")
+OPTIONAL_NUMBER: Check = (lambda value: value is None or _is_number(value), "a number or None")
+RAY_BOUND: Check = (
+    lambda value: value == "auto" if isinstance(value, str) else _is_number(value),
+    "a number or 'auto'",
+)
+POINT: Check = (
+    lambda value: isinstance(value, (list, tuple)) and len(value) == 3 and all(map(_is_number, value)),
+    "3 numbers",
+)
+BOOLEAN: Check = (lambda value: isinstance(value, bool), "True or False")
+TEXT: Check = (lambda value: isinstance(value, str), "a string")
+MAPPING: Check = (_is_mapping, "a mapping with string names")
+ANY: Check = (lambda value: True, "anything")
+
+_GENERATOR_KEYS: dict[str, Check] = {
+    "z_dim": INTEGER,
+    "c_dim": INTEGER,
+    "w_dim": INTEGER,
+    "img_resolution": INTEGER,
+    "img_channels": INTEGER,
+    "sr_num_fp16_res": INTEGER,
+    "mapping_kwargs": MAPPING,
+    "rendering_kwargs": MAPPING,
+    "sr_kwargs": MAPPING,
 }
-_SYNTHESIS_KEYS = {"channel_base", "channel_max", "num_fp16_res", "conv_clamp", "fused_modconv_default"}
+_SYNTHESIS_KEYS: dict[str, Check] = {
+    "channel_base": INTEGER,
+    "channel_max": INTEGER,
+    "num_fp16_res": INTEGER,
+    "conv_clamp": OPTIONAL_NUMBER,
+    "fused_modconv_default": ANY,
+}
+_RENDERING_TYPES: dict[str, Check] = {
+    "superresolution_module": TEXT,
+    "box_warp": NUMBER,
+    "ray_start": RAY_BOUND,
+    "ray_end": RAY_BOUND,
+    "depth_resolution": INTEGER,
+    "depth_resolution_importance": INTEGER,
+    "decoder_lr_mul": NUMBER,
+    "sr_antialias": BOOLEAN,
+    "superresolution_noise_mode": TEXT,
+    "c_gen_conditioning_zero": BOOLEAN,
+    "c_scale": NUMBER,
+    "white_back": BOOLEAN,
+    "clamp_mode": TEXT,
+    "disparity_space_sampling": BOOLEAN,
+    "density_noise": NUMBER,
+    "avg_camera_radius": NUMBER,
+    "avg_camera_pivot": POINT,
+}
+"""The rendering options the import reads, by type (EG3D's others, such as its regularisers, are ignored)."""
 _RENDERING_KEYS = ("box_warp", "ray_start", "ray_end", "depth_resolution", "depth_resolution_importance")
 _SR_KWARGS_IGNORED = {"channel_base", "channel_max", "fused_modconv_default"}  # EG3D's SR modules ignore them
 
@@ -63,11 +124,10 @@ def generator_arguments(record: PersistentRecord) -> tuple[dict[str, Any], list[
     """
     if record.class_name != "TriPlaneGenerator":
         raise _reject(f"the network is a {record.class_name}, not a TriPlaneGenerator", "import G_ema or G")
-    kwargs = dict(zip(("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"), record.init_args, strict=False))
-    kwargs.update(record.init_kwargs)
+    kwargs = _constructor_arguments(record)
     rendering = dict(kwargs.get("rendering_kwargs") or {})
     _check_supported(kwargs, rendering)
-    neural_resolution, image_resolution = SUPERRESOLUTION[rendering["superresolution_module"]]
+    neural_resolution, image_resolution, sr_channels = SUPERRESOLUTION[rendering["superresolution_module"]]
     arguments = dict(
         z_dim=kwargs["z_dim"],
         c_dim=kwargs["c_dim"],
@@ -84,7 +144,8 @@ def generator_arguments(record: PersistentRecord) -> tuple[dict[str, Any], list[
         decoder_lr_multiplier=float(rendering.get("decoder_lr_mul", 1.0)),
         neural_resolution=neural_resolution,
         image_resolution=image_resolution,
-        sr_channels=[128, 64],
+        sr_channels=list(sr_channels),
+        sr_conv_clamp=SR_FP16_CONV_CLAMP if kwargs.get("sr_num_fp16_res", 0) > 0 else None,
         sr_antialias=bool(rendering.get("sr_antialias", True)),
         sr_noise_mode=rendering.get("superresolution_noise_mode", "none"),
         ray_start=float(rendering["ray_start"]),
@@ -94,8 +155,33 @@ def generator_arguments(record: PersistentRecord) -> tuple[dict[str, Any], list[
         importance_mode="eg3d",
         conditioning_scale=0.0 if rendering.get("c_gen_conditioning_zero") else float(rendering.get("c_scale", 0.0)),
         eg3d_raw_image=True,
+        white_background=bool(rendering.get("white_back", False)),
     )
     return arguments, _differences(kwargs, record.state.get("neural_rendering_resolution", neural_resolution))
+
+
+def _constructor_arguments(record: PersistentRecord) -> dict[str, Any]:
+    """The record's constructor arguments by name; :class:`InputError` if one the import reads is wrongly typed
+    (so a crafted or damaged pickle cannot fail later with a ``TypeError`` or recurse through its own values)."""
+    kwargs = dict(zip(("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"), record.init_args, strict=False))
+    kwargs.update(record.init_kwargs)
+    wrong = _wrongly_typed("", kwargs, {**_GENERATOR_KEYS, **_SYNTHESIS_KEYS})
+    if not wrong:
+        wrong = _wrongly_typed("rendering_kwargs.", kwargs.get("rendering_kwargs") or {}, _RENDERING_TYPES)
+        wrong += _wrongly_typed("mapping_kwargs.", kwargs.get("mapping_kwargs") or {}, {"num_layers": INTEGER})
+        wrong += _wrongly_typed("", record.state, {"neural_rendering_resolution": INTEGER})
+    if wrong:
+        raise _reject(f"wrongly typed arguments ({'; '.join(wrong)})", "the pickle is damaged or not from EG3D")
+    return kwargs
+
+
+def _wrongly_typed(prefix: str, values: Mapping[str, Any], checks: Mapping[str, Check]) -> list[str]:
+    """What is wrong with each of ``values`` that ``checks`` names (absent ones are not checked)."""
+    return [
+        f"{prefix}{key} has type {type(values[key]).__name__}, not {expected}"
+        for key, (check, expected) in checks.items()
+        if key in values and not check(values[key])
+    ]
 
 
 def _check_supported(kwargs: Mapping[str, Any], rendering: Mapping[str, Any]) -> None:
@@ -123,7 +209,7 @@ def _check_supported(kwargs: Mapping[str, Any], rendering: Mapping[str, Any]) ->
         raise _reject(
             f"its super-resolution module {module} is not implemented by pix2nerf.networks.SuperResolution "
             f"(supported: {', '.join(name.rsplit('.', 1)[1] for name in SUPERRESOLUTION)})",
-            "use a 128^2 (2X) or 256^2 (4X) EG3D checkpoint, or add that module to pix2nerf",
+            "use one of EG3D's released checkpoints (2X, 4X, 8X or 8XDC super-resolution), or add that module",
         )
     if kwargs["img_resolution"] != SUPERRESOLUTION[module][1]:
         raise _reject(
@@ -131,7 +217,7 @@ def _check_supported(kwargs: Mapping[str, Any], rendering: Mapping[str, Any]) ->
         )
     if "auto" in (rendering["ray_start"], rendering["ray_end"]):
         raise _reject("ray_start/ray_end 'auto' (box-intersected rays)", "pix2nerf samples rays between fixed bounds")
-    for key, expected in (("clamp_mode", "softplus"), ("disparity_space_sampling", False), ("white_back", False)):
+    for key, expected in (("clamp_mode", "softplus"), ("disparity_space_sampling", False)):
         if rendering.get(key, expected) != expected:
             raise _reject(f"rendering_kwargs {key}={rendering[key]!r}", f"pix2nerf renders as {key}={expected!r}")
     if rendering.get("density_noise", 0) > 0:
@@ -146,8 +232,6 @@ def _differences(kwargs: Mapping[str, Any], pickled_resolution: int) -> list[str
     notes = []
     if kwargs.get("conv_clamp") is not None:
         notes.append(f"EG3D clamps synthesis activations to +-{kwargs['conv_clamp']}; pix2nerf does not clamp them")
-    if kwargs.get("sr_num_fp16_res", 0) > 0:
-        notes.append("EG3D clamps super-resolution activations to +-256 (sr_num_fp16_res > 0); pix2nerf does not")
     if kwargs.get("num_fp16_res", 0) > 0 or kwargs.get("sr_num_fp16_res", 0) > 0:
         notes.append("EG3D computes its highest resolutions in float16 on GPUs; pix2nerf computes in float32")
     neural_resolution = SUPERRESOLUTION[kwargs["rendering_kwargs"]["superresolution_module"]][0]
@@ -188,10 +272,13 @@ def eg3d_generator(record: PersistentRecord) -> tuple[Generator, list[str]]:
 
 def camera_prior(record: PersistentRecord) -> PosePrior:
     """EG3D's average camera (radius and pivot) on the FFHQ pose prior."""
-    rendering: Mapping[str, Any] = record.init_kwargs.get("rendering_kwargs") or {}
+    rendering: Mapping[str, Any] = _constructor_arguments(record).get("rendering_kwargs") or {}
     radius = float(rendering.get("avg_camera_radius", FACE_PRIOR.radius))
     target = tuple(float(v) for v in rendering.get("avg_camera_pivot", FACE_PRIOR.target))
-    return dataclasses.replace(FACE_PRIOR, radius=radius, target=target)
+    try:
+        return dataclasses.replace(FACE_PRIOR, radius=radius, target=target)
+    except ValueError as error:
+        raise _reject(f"its average camera is invalid ({error})", "the pickle is damaged or not from EG3D") from error
 
 
 def import_eg3d(pkl_path: str | Path, out_path: str | Path, which: str = "G_ema", half_precision: bool = False) -> Path:

@@ -85,11 +85,15 @@ class Generator(nn.Module):
             hash_max_resolution, hash_num_layers: hash-grid head (see ``HashGridHead``).
         neural_resolution: volume-rendering resolution (changeable per call).
         image_resolution: super-resolved output size; None or equal to ``neural_resolution`` disables
-            super-resolution. ``sr_channels`` are the channels of its blocks (one more than doublings).
+            super-resolution. ``sr_channels`` are the channels of its blocks (see :class:`SuperResolution`: one
+            per doubling from ``sr_input_resolution`` (default ``neural_resolution``; neural renderings of other
+            sizes are resized to it), plus an optional first block that does not upsample). ``sr_conv_clamp``
+            clamps its activations (EG3D: 256 where its release ran super-resolution in fp16).
         ray_start, ray_end: sampling bounds along camera rays (EG3D FFHQ: 2.25 and 3.3).
         num_coarse, num_importance: samples per ray (changeable per call).
         importance_mode: ``"standard"`` or ``"eg3d"`` (exact EG3D bin alignment, for its checkpoints).
         conditioning_scale: multiplies the conditioning label (EG3D's ``c_scale``); 0 drops pose conditioning.
+        white_background: empty space renders white in every feature channel (EG3D's ``white_back``, ShapeNet).
         eg3d_raw_image: reproduce EG3D's released ``image_raw``, to which super-resolution's first ToRGB is
             added in place when rendering at its input size (what EG3D's dual discriminator sees).
         decoupled_latents: separate geometry and appearance latents (FENeRF; tri-planes only). A second
@@ -132,6 +136,8 @@ class Generator(nn.Module):
         sr_channels: Sequence[int] = (128, 64),
         sr_antialias: bool = True,
         sr_noise_mode: NoiseMode = "none",
+        sr_input_resolution: int | None = None,
+        sr_conv_clamp: float | None = None,
         ray_start: float = 2.25,
         ray_end: float = 3.3,
         num_coarse: int = 48,
@@ -139,6 +145,7 @@ class Generator(nn.Module):
         importance_mode: Literal["standard", "eg3d"] = "standard",
         conditioning_scale: float = 1.0,
         eg3d_raw_image: bool = False,
+        white_background: bool = False,
         decoupled_latents: bool = False,
         appearance_z_dim: int | None = None,
         appearance_plane_channels: int | None = None,
@@ -219,10 +226,17 @@ class Generator(nn.Module):
         self.superresolution = None
         if self.image_resolution != neural_resolution:
             self.superresolution = SuperResolution(
-                feature_dim, neural_resolution, self.image_resolution, sr_channels, w_dim, sr_antialias
+                feature_dim,
+                sr_input_resolution or neural_resolution,
+                self.image_resolution,
+                sr_channels,
+                w_dim,
+                sr_antialias,
+                conv_clamp=sr_conv_clamp,
             )
         self.sr_noise_mode = sr_noise_mode
         self.eg3d_raw_image = eg3d_raw_image
+        self.white_background = white_background
 
     def mapping(
         self,
@@ -313,9 +327,10 @@ class Generator(nn.Module):
     ) -> Composite:
         """Volume-render the fields of ``params`` (from :meth:`field_params`) along rays (B, R, 3).
 
-        Returns the composite: values (B, R, F + K) are the colour features in [0, 1] (over zero) followed, for
-        semantic generators, by the class probabilities: each sample's softmax composited with the colour
-        weights, over ``BACKGROUND_CLASS`` where the ray leaves the field (so every pixel's sum is 1).
+        Returns the composite: values (B, R, F + K) are the colour features in [0, 1] (over zero, or over white
+        with ``white_background``) followed, for semantic generators, by the class probabilities: each sample's
+        softmax composited with the colour weights, over ``BACKGROUND_CLASS`` where the ray leaves the field (so
+        every pixel's sum is 1).
         Depth is distance along the rays. The field and the compositing run in float32 under any autocast: they
         cost a few per cent of a step, and bf16 densities would visibly shift depth.
         """
@@ -330,9 +345,11 @@ class Generator(nn.Module):
             return out.sigma, torch.cat([out.features, out.semantics.softmax(dim=-1)], dim=-1)
 
         background = None
-        if self.num_semantic_classes:
+        if self.num_semantic_classes or self.white_background:
             background = torch.zeros(self.feature_dim + self.num_semantic_classes, device=origins.device)
-            background[self.feature_dim + BACKGROUND_CLASS] = 1.0
+            background[: self.feature_dim] = float(self.white_background)
+            if self.num_semantic_classes:
+                background[self.feature_dim + BACKGROUND_CLASS] = 1.0
         with full_precision(origins.device):
             return self.renderer(
                 field,

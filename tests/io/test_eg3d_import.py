@@ -90,11 +90,15 @@ def test_reference_generator_imports_and_renders_like_eg3d(tmp_path, eg3d_refere
     ("changes", "message"),
     [
         (
+            {"rendering_kwargs": {"superresolution_module": "training.superresolution.SuperresolutionHybrid16X"}},
+            "SuperresolutionHybrid16X is not implemented",
+        ),
+        (
             {
-                "img_resolution": 512,
+                "img_resolution": 256,
                 "rendering_kwargs": {"superresolution_module": "training.superresolution.SuperresolutionHybrid8XDC"},
             },
-            "SuperresolutionHybrid8XDC is not implemented",
+            "it outputs 512",
         ),
         ({"rendering_kwargs": {"ray_start": "auto"}}, "'auto'"),
         ({"rendering_kwargs": {"clamp_mode": "relu"}}, "clamp_mode='relu'"),
@@ -107,10 +111,11 @@ def test_unsupported_generators_are_refused(changes, message):
         generator_arguments(_record(**changes))
 
 
-def test_approximations_are_noted():
-    _, notes = generator_arguments(_record(sr_num_fp16_res=4))
-    assert any("256" in note for note in notes)
-    assert generator_arguments(_record())[1] == []
+def test_approximations_are_noted_and_fp16_clamps_reproduced():
+    arguments, notes = generator_arguments(_record(sr_num_fp16_res=4))
+    assert arguments["sr_conv_clamp"] == 256 and any("float16" in note for note in notes)
+    arguments, notes = generator_arguments(_record())
+    assert arguments["sr_conv_clamp"] is None and notes == []
 
 
 def test_import_names_missing_networks(tmp_path):
