@@ -63,7 +63,7 @@ class FaceModel(nn.Module):
     @property
     def w_avg(self) -> Tensor:
         """(w_dim,) the generator's average latent."""
-        return self.generator.backbone.mapping.w_avg
+        return self.generator.w_avg
 
     def cameras(self, yaw_pitch: Tensor) -> Cameras:
         """Cameras at (yaw, pitch) (B, 2) radians on the prior's sphere, looking at its pivot."""

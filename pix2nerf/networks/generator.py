@@ -238,6 +238,12 @@ class Generator(nn.Module):
         self.eg3d_raw_image = eg3d_raw_image
         self.white_background = white_background
 
+    @property
+    def w_avg(self) -> Tensor:
+        """The running average of mapped latents (the truncation centre, "the average face"): (w_dim,), or
+        (num_ws, w_dim) with decoupled latents (geometry and appearance averages)."""
+        return self.backbone.mapping.w_avg
+
     def mapping(
         self,
         z: Tensor,

@@ -237,7 +237,7 @@ class Pix2NeRF(GAN3D):
     def encode(self, image: Tensor, augment: bool = False) -> EncoderOutput:
         if augment and self.encoder_augmentation is not None:
             image = (self.encoder_augmentation(image * 0.5 + 0.5) * 2 - 1).clamp(-1, 1)
-        return self.encoder(image, self.generator.backbone.mapping.w_avg)
+        return self.encoder(image, self.generator.w_avg)
 
     def render(
         self, w: Tensor, angles: Tensor, generator: Generator | None = None, plane_offsets: Tensor | None = None
