@@ -30,6 +30,7 @@ from pix2nerf.cameras import look_at, rays, sample_poses
 from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import SpheresField
 from pix2nerf.inference import FaceModel, load_model
+from pix2nerf.inference.errors import check_command_line
 from pix2nerf.networks import Encoder, Generator
 from pix2nerf.precision import PRECISIONS
 from pix2nerf.precision import autocast as precision_autocast
@@ -438,4 +439,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("benchmark")
     main()

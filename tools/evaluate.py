@@ -40,6 +40,7 @@ from torch import Tensor
 from pix2nerf.data import SyntheticHeads
 from pix2nerf.evaluation import HEADLINE_OFFSET_DEG, NOVEL_OFFSETS_DEG, SourceViews, score_inversions
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, FaceModel, InputError, load_model
+from pix2nerf.inference.errors import check_command_line, check_output_file
 from pix2nerf.inference.invert import RefineOptions
 from pix2nerf.losses.perceptual import LPIPS, PerceptualWeightsMissing
 from pix2nerf.metrics import InceptionDistances, InceptionUnavailable, inception_distances, mean_iou, pose_error_degrees
@@ -214,6 +215,8 @@ def evaluate(cfg: DictConfig) -> dict:
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device=cuda was requested but no CUDA device is available; use device=cpu")
+    if cfg.output_json:
+        check_output_file(cfg.output_json, "output_json")
     model = load_model(cfg.checkpoint, device, cfg.precision)
     start = time.perf_counter()
     metrics = Evaluation(model, cfg, device).run()
@@ -262,4 +265,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("evaluate")
     main()

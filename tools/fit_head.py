@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from pix2nerf.cameras import Cameras, look_at, rays, z_depth
 from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import HashGridHead, TriPlaneHead, density_activation
+from pix2nerf.inference.errors import check_command_line
 from pix2nerf.metrics import reprojection_error
 from pix2nerf.rendering import RayBundle, VolumeRenderer
 
@@ -151,4 +152,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("fit_head")
     main()

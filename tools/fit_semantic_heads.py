@@ -31,6 +31,7 @@ from pix2nerf.data.heads import NUM_SEMANTIC_CLASSES, render_heads, sample_heads
 from pix2nerf.data.semantics import CELEBAMASK_HQ_CLASSES, colorize_labels
 from pix2nerf.data.synthetic import EVAL_PITCHES, EVAL_YAWS, TEST_SEED_OFFSET
 from pix2nerf.inference.editing import edit_geometry, render_semantics, swap_appearance
+from pix2nerf.inference.errors import check_command_line
 from pix2nerf.metrics.semantic import class_iou, mean_iou
 from pix2nerf.networks import Generator
 from pix2nerf.networks.generator import SEMANTIC_PROBABILITY_FLOOR
@@ -275,4 +276,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("fit_semantic_heads")
     main()

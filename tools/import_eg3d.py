@@ -3,7 +3,8 @@
 python tools/import_eg3d.py pickle=network-snapshot-001000.pkl output=checkpoints/eg3d.safetensors
 
 The pickle is read with an allow-list of globals: it cannot run code, and a pickle that asks to ends with a
-one-line error naming the refused global and exit code 2 (as does a missing, corrupt or unsupported file).
+one-line error naming the refused global and exit code 2 (as does a missing, corrupt, malformed or unsupported
+file, or an output that cannot be written).
 Options: configs/infer/import_eg3d.yaml.
 """
 
@@ -17,10 +18,12 @@ import hydra
 from omegaconf import DictConfig
 
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError
+from pix2nerf.inference.errors import check_command_line, check_output_file
 from pix2nerf.io import import_eg3d
 
 
 def run(cfg: DictConfig) -> None:
+    check_output_file(cfg.output, "output")
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -41,4 +44,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("import_eg3d")
     main()

@@ -23,6 +23,7 @@ from pix2nerf.data.eg3d import DEPTH_DIR, MASK_DIR
 from pix2nerf.data.heads import SEMANTIC_CLASSES
 from pix2nerf.data.images import to_uint8, write_image
 from pix2nerf.data.synthetic import TEST_SEED_OFFSET, HeadView, SyntheticHeads, render_views
+from pix2nerf.inference.errors import check_command_line
 
 IMAGES_PER_FOLDER = 1000
 
@@ -92,4 +93,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("make_synthetic_heads")
     main()

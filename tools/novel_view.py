@@ -3,9 +3,10 @@
 python tools/novel_view.py input=face.png checkpoint=checkpoints/synthetic_heads_32.safetensors
 python tools/novel_view.py input=photos/ checkpoint=run.ckpt refine.steps=0 path=spiral num_frames=96
 
-Bad input (a missing or corrupt file, a tiny image, a checkpoint of another kind) ends with a one-line
-error and exit code 2. In a folder run, a bad image is reported (stderr and ``reports.json``) and the others
-still run; the exit code is then 2. Options: configs/infer/novel_view.yaml.
+Bad input (a missing or corrupt file, a tiny image, a checkpoint of another kind, an output_dir that cannot be
+written, an unquoted value with spaces) ends with a one-line error and exit code 2. In a folder run, a bad image
+is reported (stderr and ``reports.json``) and the others still run; the exit code is then 2.
+Options: configs/infer/novel_view.yaml.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError, load_model
+from pix2nerf.inference.errors import check_command_line, check_output_folder
 from pix2nerf.inference.inputs import collect_inputs
 from pix2nerf.inference.invert import RefineOptions
 from pix2nerf.inference.pipeline import NovelViewOptions, novel_views
@@ -40,6 +42,7 @@ def run(cfg: DictConfig) -> list[dict]:
     device = "cpu" if device == "auto" else device
     torch.manual_seed(cfg.seed)
     inputs = collect_inputs(cfg.input)
+    check_output_folder(cfg.output_dir, "output_dir")
     start = time.perf_counter()
     model = load_model(cfg.checkpoint, device, cfg.precision)
     print(
@@ -80,4 +83,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("novel_view", output_folders=("output_dir",))
     main()

@@ -17,6 +17,7 @@ from torchvision.utils import make_grid
 
 from pix2nerf.cameras import look_at, rays, z_depth
 from pix2nerf.fields import SpheresField
+from pix2nerf.inference.errors import check_command_line
 from pix2nerf.rendering import RayBundle, VolumeRenderer
 
 
@@ -63,4 +64,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("render_test_scene")
     main()

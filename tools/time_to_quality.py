@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError
+from pix2nerf.inference.errors import check_command_line
 
 
 @dataclass
@@ -104,4 +105,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("time_to_quality")
     main()

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError, load_model
+from pix2nerf.inference.errors import check_command_line
 from pix2nerf.runtime import configure_threads
 from pix2nerf.viewer import ViewerOptions, ViewerServer, ViewerSession, make_server
 
@@ -70,4 +71,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("viewer")
     main()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ BUNDLE_VERSION = 2
 DIGEST_KEY = "sha256"
 LEGACY_DIGEST_KEY = "weights_sha256"
 NETWORK_NAMES = ("generator", "encoder", "residual")
+NEW_FILE_PERMISSIONS = 0o666
+"""What ``open`` asks for a new file; the umask then removes some (0o644 with the usual 022)."""
 
 
 def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -90,9 +93,17 @@ def save_bundle(
     metadata[DIGEST_KEY] = bundle_digest(tensors, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)
+    path.chmod(_new_file_mode())  # safetensors writes through a private (0600) temporary file
     readable = {"networks": specs, "camera_prior": dataclasses.asdict(model.prior), "info": dict(info or {})}
     path.with_suffix(".yaml").write_text(yaml.safe_dump(readable, sort_keys=False))
     return path
+
+
+def _new_file_mode() -> int:
+    """The permissions ``open`` gives a new file: read-write for everyone, less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return NEW_FILE_PERMISSIONS & ~umask
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> FaceModel:

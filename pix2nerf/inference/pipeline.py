@@ -21,6 +21,7 @@ from torchvision.utils import make_grid
 
 from pix2nerf.data.semantics import PALETTE
 from pix2nerf.inference import paths
+from pix2nerf.inference.errors import check_output_folder
 from pix2nerf.inference.inputs import FaceDetector, load_face
 from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
 from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_obj, write_ply
@@ -134,7 +135,7 @@ def novel_views(
     ``semantics_grid.png`` for semantic models, ``mesh.ply``/``mesh.obj``, ``latent.pt`` (w, yaw_pitch),
     ``camera.json`` and ``report.json`` (timings in seconds, reconstruction PSNR).
     """
-    out = Path(output_dir)
+    out = check_output_folder(output_dir, "output_dir")
     out.mkdir(parents=True, exist_ok=True)
     device = model.w_avg.device
     timings: dict[str, float] = {}

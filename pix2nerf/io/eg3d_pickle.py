@@ -31,6 +31,15 @@ class UnsafePickleError(InputError):
     """The pickle asks for a global that is not on the allow-list (it could run code); nothing was run."""
 
 
+MAX_MODULE_DEPTH = 32
+"""Deepest submodule nesting a network may have (EG3D's is 6); a cyclic module tree is refused before it."""
+MAX_MODULES = 100_000
+"""Most modules a network may have, a module shared by several parents counted once per path (EG3D's generator
+has a few hundred); bounds the walk over a crafted tree of shared submodules, which doubles per level."""
+TENSOR_GROUPS = ("_parameters", "_buffers")
+"""The parts of a module's state holding its parameters and buffers."""
+
+
 class _StateNode:
     """A module of the pickle (persistent or not): its ``__dict__`` as ``state``, with tensors and submodules."""
 
@@ -39,20 +48,67 @@ class _StateNode:
     def state_dict(self) -> dict[str, Tensor]:
         """Parameters and persistent buffers of this module and its submodules, keyed like ``nn.Module``."""
         tensors: dict[str, Tensor] = {}
-        _collect(self, "", tensors)
+        for prefix, node in _module_tree(self):
+            skipped = set(node.state.get("_non_persistent_buffers_set") or ())
+            for group in TENSOR_GROUPS:
+                for name, value in (node.state.get(group) or {}).items():
+                    if value is not None and name not in skipped:
+                        tensors[prefix + name] = value.detach()
         return tensors
 
 
-def _collect(node: _StateNode, prefix: str, out: dict[str, Tensor]) -> None:
-    state = node.state
-    skipped = set(state.get("_non_persistent_buffers_set") or ())
-    for group in ("_parameters", "_buffers"):
-        for name, value in (state.get(group) or {}).items():
-            if isinstance(value, Tensor) and name not in skipped:
-                out[prefix + name] = value.detach()
-    for name, child in (state.get("_modules") or {}).items():
-        if isinstance(child, _StateNode):
-            _collect(child, f"{prefix}{name}.", out)
+def _module_tree(root: _StateNode) -> list[tuple[str, _StateNode]]:
+    """``root`` and its submodules depth first, each with its key prefix (``"backbone.mapping."``).
+
+    Raises :class:`InputError` for a cyclic, too deep or too large tree and for wrongly typed module state
+    (tensor groups that are not mappings of names to tensors, submodules that are not modules).
+    """
+    tree: list[tuple[str, _StateNode]] = []
+    stack: list[tuple[str, _StateNode, tuple[_StateNode, ...]]] = [("", root, ())]
+    while stack:
+        prefix, node, ancestors = stack.pop()
+        if len(tree) == MAX_MODULES:
+            raise InputError(
+                f"a network has more than {MAX_MODULES:,} submodules (shared ones counted per path); "
+                "the pickle is malformed or crafted, so it was refused"
+            )
+        _check_module_state(node.state, prefix)
+        tree.append((prefix, node))
+        lineage = (*ancestors, node)
+        children = [(name, child) for name, child in (node.state.get("_modules") or {}).items() if child is not None]
+        for name, child in reversed(children):
+            if any(child is ancestor for ancestor in lineage):
+                raise InputError(
+                    f"module {prefix}{name} contains itself (a cyclic module tree); the pickle is malformed or crafted"
+                )
+            if len(lineage) == MAX_MODULE_DEPTH:
+                raise InputError(
+                    f"module {prefix}{name} is nested deeper than {MAX_MODULE_DEPTH} levels; the pickle is malformed"
+                )
+            stack.append((f"{prefix}{name}.", child, lineage))
+    return tree
+
+
+def _check_module_state(state: Mapping[str, Any], prefix: str) -> None:
+    """Raise :class:`InputError` unless the tensor groups, submodules and non-persistent names are well typed."""
+    where = f"module {prefix.removesuffix('.') or '(root)'}"
+    expected = {group: (Tensor, "tensor") for group in TENSOR_GROUPS} | {"_modules": (_StateNode, "module")}
+    for group, (kind, kind_name) in expected.items():
+        entries = state.get(group) or {}
+        if not isinstance(entries, Mapping):
+            kind_of = type(entries).__name__
+            raise InputError(f"{where}: {group} has type {kind_of}, not a mapping; the pickle is malformed")
+        for name, value in entries.items():
+            if not isinstance(name, str):
+                raise InputError(f"{where}: {group} has a {type(name).__name__} name; the pickle is malformed")
+            if not (value is None or isinstance(value, kind)):
+                raise InputError(
+                    f"{where}: {group}[{name!r:.60}] has type {type(value).__name__}, not a {kind_name}; "
+                    "the pickle is malformed"
+                )
+    skipped = state.get("_non_persistent_buffers_set") or ()
+    if not isinstance(skipped, (set, frozenset, list, tuple)) or not all(isinstance(name, str) for name in skipped):
+        raise InputError(f"{where}: _non_persistent_buffers_set is not a set of names; the pickle is malformed")
 
 
 @dataclass
@@ -89,6 +145,11 @@ class ModuleRecord(_StateNode):
         return record
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
+        if not isinstance(state, Mapping):
+            raise InputError(
+                f"a {self.class_name} module's state has type {type(state).__name__}, not a mapping; "
+                "the pickle is malformed"
+            )
         self.state = dict(state)
 
     def __repr__(self) -> str:
@@ -112,16 +173,25 @@ _STAND_INS = {
 
 def _reconstruct_persistent_obj(meta: Mapping[str, Any]) -> PersistentRecord:
     """Stands in for ``torch_utils.persistence._reconstruct_persistent_obj``: records, never executes."""
-    if not isinstance(meta, Mapping) or meta.get("type") != "class" or not isinstance(meta.get("state"), Mapping):
-        raise InputError(f"a persistent object's metadata is malformed (keys {sorted(meta)[:8]}); not an EG3D pickle")
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("state"), Mapping) or meta.get("type") != "class":
+        raise InputError(f"a persistent object's metadata ({type(meta).__name__}) is malformed; not an EG3D pickle")
     state = dict(meta["state"])
-    return PersistentRecord(
-        class_name=str(meta.get("class_name")),
-        init_args=tuple(state.pop("_init_args", ())),
-        init_kwargs=dict(state.pop("_init_kwargs", {})),
-        state=state,
-        module_src=str(meta.get("module_src", "")),
+    class_name, module_src = meta.get("class_name"), meta.get("module_src", "")
+    init_args, init_kwargs = state.pop("_init_args", ()), state.pop("_init_kwargs", {})
+    typed = (
+        isinstance(class_name, str)
+        and isinstance(module_src, str)
+        and isinstance(init_args, (tuple, list))
+        and isinstance(init_kwargs, Mapping)
+        and all(isinstance(key, str) for key in init_kwargs)
     )
+    if not typed:
+        got = ", ".join(type(value).__name__ for value in (class_name, module_src, init_args, init_kwargs))
+        raise InputError(
+            "a persistent object's metadata is wrongly typed (class_name and module_src must be strings, _init_args "
+            f"a tuple, _init_kwargs a mapping with string names; got {got}); not an EG3D pickle"
+        )
+    return PersistentRecord(class_name, tuple(init_args), dict(init_kwargs), state, module_src)
 
 
 def _load_storage(data: bytes) -> torch.TypedStorage:
@@ -243,7 +313,8 @@ def read_eg3d_pickle(path: str | Path) -> dict[str, Any]:
 
     Networks come back as :class:`PersistentRecord` (``record.state_dict()`` gives their tensors under EG3D's
     key names); everything else as plain data. Raises :class:`UnsafePickleError` for a global outside the
-    allow-list and :class:`InputError` for a missing, truncated or foreign file.
+    allow-list and :class:`InputError` for a missing, truncated or foreign file, or one whose networks are malformed
+    (wrongly typed metadata or module state, cyclic or oversized module trees).
     """
     path = Path(path)
     if not path.is_file():
@@ -255,6 +326,14 @@ def read_eg3d_pickle(path: str | Path) -> dict[str, Any]:
             f"{path} holds a {type(content).__name__}, not the dict of an EG3D network snapshot "
             "(keys G, D, G_ema, ...); pass a network-snapshot-*.pkl"
         )
+    if not all(isinstance(name, str) for name in content):
+        raise InputError(f"{path} holds a dict with names that are not strings; not an EG3D network snapshot")
+    for name, network in content.items():
+        if isinstance(network, _StateNode):
+            try:
+                _module_tree(network)
+            except InputError as error:
+                raise InputError(f"{path}: network {name[:40]}: {error}") from error
     return content
 
 
@@ -265,5 +344,5 @@ def _unpickle(file: io.IOBase, name: str) -> Any:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise InputError(
-            f"{name} is not a readable EG3D pickle ({type(error).__name__}: {error}); it may be truncated"
+            f"{name} is not a readable EG3D pickle ({type(error).__name__}: {error}); it may be truncated or malformed"
         ) from error

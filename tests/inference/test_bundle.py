@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -201,3 +203,15 @@ def test_a_broken_run_config_is_a_user_error(tmp_path):
     torch.save({"state_dict": {"generator_ema.x": torch.zeros(1)}}, run / "checkpoints" / "last.ckpt")
     with pytest.raises(InputError, match="config.yaml is unreadable"):
         load_model(run / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_bundle_and_its_yaml_get_ordinary_permissions(tmp_path, umask):
+    """Like any file the process writes (safetensors alone would make the bundle owner-only, 0o600)."""
+    previous = os.umask(umask)
+    try:
+        path = save_bundle(tiny_face_model(), tmp_path / "model.safetensors")
+    finally:
+        os.umask(previous)
+    modes = [stat.S_IMODE(file.stat().st_mode) for file in (path, path.with_suffix(".yaml"))]
+    assert modes == [0o666 & ~umask] * 2

@@ -1,6 +1,7 @@
 """End to end: a checkpoint trained in the test -> export -> tools/novel_view.py on a synthetic head."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ import torch
 
 from pix2nerf.data import SyntheticHeads
 from pix2nerf.data.images import write_image
-from pix2nerf.inference import load_model
+from pix2nerf.inference import InputError, load_model
 from pix2nerf.inference.mesh import density_grid
+from pix2nerf.inference.pipeline import NovelViewOptions, novel_views
+from tests.factories import tiny_face_model
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "configs" / "train"
@@ -143,3 +146,51 @@ def test_folder_run_survives_a_bad_image_and_a_field_that_misses_the_mesh_level(
     assert "never crosses mesh_level 10.0" in report["mesh"]["warning"]
     reports = json.loads((out / "reports.json").read_text())
     assert [("error" in entry) for entry in reports] == [True, False]  # broken.png sorts first
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: a read-only one, or sysfs for root (who ignores permissions)."""
+    if os.geteuid() == 0:
+        if not Path("/sys").is_dir():
+            pytest.skip("root ignores folder permissions and there is no /sys to stand in")
+        return Path("/sys")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    return locked
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "not_writable", "default_under_a_file"])
+def test_an_unusable_output_folder_ends_the_tool_before_the_model_loads(tmp_path, case):
+    """Checked before Hydra makes its run folder inside output_dir, or (for the default output_dir, when Hydra's
+    run folder is elsewhere) before the model loads: the missing checkpoint is never reached."""
+    (tmp_path / "taken").write_text("a file, not a folder")
+    image = tmp_path / "head.png"
+    image.write_bytes(b"")  # never decoded
+    args = [str(TOOL), f"input={image}", f"checkpoint={tmp_path / 'missing.safetensors'}"]
+    fix = "; pass output_dir=<a folder you can write to>"
+    if case == "under_a_file":
+        output = tmp_path / "taken" / "out"
+        message = f"output_dir={output} lies under {tmp_path / 'taken'}, which is a file, not a folder{fix}"
+        args.append(f"output_dir={output}")
+    elif case == "not_writable":
+        folder = unwritable_folder(tmp_path)
+        output = folder / "pix2nerf_out"
+        message = f"output_dir={output} cannot be written: {folder} is not writable ("
+        args.append(f"output_dir={output}")
+    else:
+        (tmp_path / "outputs").write_text("a file where the default output_dir would go")
+        message = f"output_dir=outputs/novel_view lies under outputs, which is a file, not a folder{fix}"
+        args.append(f"hydra.run.dir={tmp_path / 'hydra'}")
+    before = sorted(tmp_path.rglob("*"))
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"novel_view: error: {message}")
+    created = set(tmp_path.rglob("*")) - set(before)
+    assert all(tmp_path / "hydra" in (path, *path.parents) for path in created)  # only Hydra's own run log
+
+
+def test_novel_views_refuses_an_output_folder_under_a_file(tmp_path):
+    (tmp_path / "photos").write_text("a file, not a folder")
+    with pytest.raises(InputError, match="lies under .*photos, which is a file"):
+        novel_views(tiny_face_model(), tmp_path / "missing.png", tmp_path / "photos" / "head", NovelViewOptions())

@@ -9,6 +9,7 @@ reference; kwargs are ``dnnlib.util.EasyDict``; gains are numpy scalars. The fak
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import math
 import pickle
 import re
@@ -106,6 +107,12 @@ def eg3d_modules_loaded() -> bool:
 def call_global(module: str, name: str, argument: str) -> bytes:
     """A protocol-0 pickle that calls ``module.name(argument)`` when loaded by ``pickle.load``."""
     return f"c{module}\n{name}\n(V{argument}\ntR.".encode()
+
+
+def with_raw_state(module: nn.Module, state: Any) -> nn.Module:
+    """``module`` (of a plain EG3D module class), pickled with ``state`` as its ``__dict__``, whatever that is."""
+    object.__setattr__(module, "__reduce_ex__", lambda protocol: (copyreg.__newobj__, (type(module),), state))
+    return module
 
 
 class CallOnLoad:

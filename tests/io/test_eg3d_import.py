@@ -5,15 +5,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 from pix2nerf.cameras import Cameras
 from pix2nerf.inference import InputError, load_model
 from pix2nerf.io import PersistentRecord, generator_arguments, import_eg3d
+from pix2nerf.io.eg3d_import import camera_prior
 from pix2nerf.networks import Generator
-from tests.io.eg3d_fakes import call_global, network_snapshot, write_pickle
+from tests.io.eg3d_fakes import Persistent, call_global, network_snapshot, write_pickle
 
 ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
@@ -152,3 +155,77 @@ def test_tool_imports_a_pickle_and_refuses_a_malicious_one(tmp_path):
     assert result.returncode == 2
     assert "import_eg3d: error: refused to load global 'os.system'" in result.stderr
     assert "Traceback" not in result.stderr and not marker.exists()
+
+
+def _cyclic_list() -> list:
+    items: list = [0.0, 0.0]
+    items.append(items)
+    return items
+
+
+def _rendering(**changes) -> dict:
+    return {**TINY_RENDERING, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rendering_kwargs": [("box_warp", 1)]}, "rendering_kwargs has type list, not a mapping"),
+        ({"mapping_kwargs": 3}, "mapping_kwargs has type int, not a mapping"),
+        ({"z_dim": "16"}, "z_dim has type str, not an integer"),
+        ({"num_fp16_res": [4]}, "num_fp16_res has type list, not an integer"),
+        ({"conv_clamp": "256"}, "conv_clamp has type str, not a number or None"),
+        ({"rendering_kwargs": _rendering(avg_camera_pivot=_cyclic_list())}, "avg_camera_pivot has type list"),
+        ({"rendering_kwargs": _rendering(box_warp=[1])}, "box_warp has type list, not a number"),
+        ({"rendering_kwargs": _rendering(ray_start="near")}, "ray_start has type str, not a number or 'auto'"),
+        ({"rendering_kwargs": _rendering(superresolution_module=["x"])}, "superresolution_module has type list"),
+        ({"rendering_kwargs": _rendering(density_noise="0")}, "density_noise has type str, not a number"),
+        ({"rendering_kwargs": _rendering(sr_antialias=np.ones(2))}, "sr_antialias has type ndarray, not True or"),
+    ],
+)
+def test_wrongly_typed_arguments_are_refused(changes, message):
+    record = _record()
+    record.init_kwargs.update(changes)
+    with pytest.raises(InputError, match=f"wrongly typed arguments .*{message}"):
+        generator_arguments(record)
+    with pytest.raises(InputError, match="wrongly typed arguments"):
+        camera_prior(record)
+
+
+def test_a_negative_camera_radius_is_refused():
+    with pytest.raises(InputError, match="average camera is invalid .*radius"):
+        camera_prior(_record(rendering_kwargs={"avg_camera_radius": -2.7}))
+
+
+def _cyclic_generator() -> Persistent:
+    generator = Persistent("TriPlaneGenerator", **TINY_KWARGS)
+    loop = nn.Sequential()
+    loop.add_module("again", loop)
+    generator.add_module("renderer", loop)
+    return generator
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("cyclic", "network G_ema: module renderer.again contains itself"),
+        ("wrongly_typed", "rendering_kwargs has type list, not a mapping"),
+        ("output_under_a_file", "output=taken/eg3d.safetensors lies under taken, which is a file"),
+    ],
+)
+def test_tool_ends_malformed_pickles_and_unwritable_outputs_with_one_line(tmp_path, case, message):
+    output = "eg3d.safetensors"
+    pkl = tmp_path / "snapshot.pkl"
+    if case == "cyclic":
+        write_pickle(pkl, {"G_ema": _cyclic_generator()})
+    elif case == "wrongly_typed":
+        write_pickle(pkl, {"G_ema": Persistent("TriPlaneGenerator", **{**TINY_KWARGS, "rendering_kwargs": [1, 2]})})
+    else:
+        (tmp_path / "taken").write_text("a file, not a folder")
+        output = "taken/eg3d.safetensors"  # checked before the (missing) pickle is read
+    before = sorted(tmp_path.iterdir())
+    result = _run_tool(f"pickle={pkl}", f"output={output}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr
+    assert result.stderr.startswith("import_eg3d: error: ") and message in result.stderr
+    assert sorted(tmp_path.iterdir()) == before  # no bundle, no .yaml

@@ -11,12 +11,15 @@ from torch import nn
 
 from pix2nerf.inference import InputError
 from pix2nerf.io import ModuleRecord, PersistentRecord, UnsafePickleError, read_eg3d_pickle
+from pix2nerf.io.eg3d_pickle import MAX_MODULE_DEPTH, MAX_MODULES
 from tests.io.eg3d_fakes import (
     CallOnLoad,
     EasyDict,
+    OSGDecoder,
     Persistent,
     call_global,
     eg3d_modules_loaded,
+    with_raw_state,
     write_pickle,
 )
 
@@ -163,5 +166,71 @@ def test_tensor_views_outside_their_storage_are_refused(tmp_path, offset, size, 
     typed = torch.storage.TypedStorage(wrap_storage=storage, dtype=torch.float32, _internal=True)
     view = CallOnLoad(torch._utils._rebuild_tensor_v2, typed, offset, size, stride, False, {})
     path = write_pickle(tmp_path / "snapshot.pkl", {"G_ema": view})
+    with pytest.raises(InputError, match=message):
+        read_eg3d_pickle(path)
+
+
+def _looping_sequential(generator: Persistent) -> None:
+    loop = nn.Sequential()
+    loop.add_module("again", loop)
+    generator.add_module("loop", loop)
+
+
+def _chain(generator: Persistent, depth: int) -> None:
+    module = generator
+    for _ in range(depth):
+        module.add_module("child", nn.Sequential())
+        module = module.child
+
+
+def _shared_levels(generator: Persistent, levels: int) -> None:
+    """Each level holds the next twice: 2**levels paths through ``levels`` modules."""
+    module = generator
+    for _ in range(levels):
+        shared = nn.Sequential()
+        module.add_module("left", shared)
+        module.add_module("right", shared)
+        module = shared
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (_looping_sequential, "module loop.again contains itself"),
+        (lambda g: g.add_module("back", nn.Sequential(g)), "module back.0 contains itself"),
+        (lambda g: _chain(g, MAX_MODULE_DEPTH + 1), f"nested deeper than {MAX_MODULE_DEPTH} levels"),
+        (lambda g: _shared_levels(g, int(np.log2(MAX_MODULES)) + 1), f"more than {MAX_MODULES:,} submodules"),
+    ],
+)
+def test_cyclic_and_exploding_module_trees_are_refused(tmp_path, build, message):
+    generator = _small_generator()
+    build(generator)
+    path = write_pickle(tmp_path / "snapshot.pkl", {"G_ema": generator})
+    with pytest.raises(InputError, match=rf"network G_ema: .*{message}"):
+        read_eg3d_pickle(path)
+
+
+def _set(name: str, value: object):
+    return lambda generator: generator.__dict__.__setitem__(name, value)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (_set("_init_kwargs", [1, 2]), r"metadata is wrongly typed .*got str, str, tuple, list"),
+        (_set("_init_args", 7), r"metadata is wrongly typed .*got str, str, int, dict"),
+        (_set("_eg3d_class_name", ["TriPlaneGenerator"]), r"metadata is wrongly typed .*got list, str"),
+        (_set("_modules", 3), r"module \(root\): _modules has type int, not a mapping"),
+        (_set("_parameters", [torch.zeros(1)]), r"_parameters has type list, not a mapping"),
+        (lambda g: g._parameters.__setitem__("scale", "0.5"), r"_parameters\['scale'\] has type str, not a tensor"),
+        (lambda g: g._modules.__setitem__("head", 3), r"_modules\['head'\] has type int, not a module"),
+        (_set("_non_persistent_buffers_set", 5), "_non_persistent_buffers_set is not a set of names"),
+        (lambda g: g.add_module("decoder", with_raw_state(OSGDecoder(), [1, 2])), "state has type list"),
+    ],
+)
+def test_wrongly_typed_structures_are_refused(tmp_path, corrupt, message):
+    generator = _small_generator()
+    corrupt(generator)
+    path = write_pickle(tmp_path / "snapshot.pkl", {"G_ema": generator})
     with pytest.raises(InputError, match=message):
         read_eg3d_pickle(path)
