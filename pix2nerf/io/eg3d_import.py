@@ -127,7 +127,8 @@ def generator_arguments(record: PersistentRecord) -> tuple[dict[str, Any], list[
     kwargs = _constructor_arguments(record)
     rendering = dict(kwargs.get("rendering_kwargs") or {})
     _check_supported(kwargs, rendering)
-    neural_resolution, image_resolution, sr_channels = SUPERRESOLUTION[rendering["superresolution_module"]]
+    sr_input, image_resolution, sr_channels = SUPERRESOLUTION[rendering["superresolution_module"]]
+    neural_resolution = neural_rendering_resolution(record, sr_input)
     arguments = dict(
         z_dim=kwargs["z_dim"],
         c_dim=kwargs["c_dim"],
@@ -143,6 +144,7 @@ def generator_arguments(record: PersistentRecord) -> tuple[dict[str, Any], list[
         decoder_hidden=64,
         decoder_lr_multiplier=float(rendering.get("decoder_lr_mul", 1.0)),
         neural_resolution=neural_resolution,
+        sr_input_resolution=sr_input,
         image_resolution=image_resolution,
         sr_channels=list(sr_channels),
         sr_conv_clamp=SR_FP16_CONV_CLAMP if kwargs.get("sr_num_fp16_res", 0) > 0 else None,
@@ -157,7 +159,7 @@ def generator_arguments(record: PersistentRecord) -> tuple[dict[str, Any], list[
         eg3d_raw_image=True,
         white_background=bool(rendering.get("white_back", False)),
     )
-    return arguments, _differences(kwargs, record.state.get("neural_rendering_resolution", neural_resolution))
+    return arguments, _differences(kwargs)
 
 
 def _constructor_arguments(record: PersistentRecord) -> dict[str, Any]:
@@ -227,19 +229,22 @@ def _check_supported(kwargs: Mapping[str, Any], rendering: Mapping[str, Any]) ->
         raise _reject(f"superresolution_noise_mode={noise_mode!r}", "use 'random', 'const' or 'none'")
 
 
-def _differences(kwargs: Mapping[str, Any], pickled_resolution: int) -> list[str]:
+def neural_rendering_resolution(record: PersistentRecord, sr_input: int) -> int:
+    """The neural rendering size the release was trained and rendered at (its ``neural_rendering_resolution``, e.g.
+    64 for ``ffhq512-64.pkl``, 128 for ``ffhq512-128.pkl``), or the super-resolution input where it records none or
+    an unusable one."""
+    pickled = record.state.get("neural_rendering_resolution", sr_input)
+    usable = type(pickled) is int and 0 < pickled <= sr_input and pickled & (pickled - 1) == 0
+    return pickled if usable else sr_input
+
+
+def _differences(kwargs: Mapping[str, Any]) -> list[str]:
     """Notes on where the imported generator may render differently from EG3D (all are small or per-call)."""
     notes = []
     if kwargs.get("conv_clamp") is not None:
         notes.append(f"EG3D clamps synthesis activations to +-{kwargs['conv_clamp']}; pix2nerf does not clamp them")
     if kwargs.get("num_fp16_res", 0) > 0 or kwargs.get("sr_num_fp16_res", 0) > 0:
         notes.append("EG3D computes its highest resolutions in float16 on GPUs; pix2nerf computes in float32")
-    neural_resolution = SUPERRESOLUTION[kwargs["rendering_kwargs"]["superresolution_module"]][0]
-    if pickled_resolution != neural_resolution:
-        notes.append(
-            f"EG3D last rendered at {pickled_resolution}^2; the import renders at {neural_resolution}^2, "
-            "the super-resolution input (pass another resolution per call)"
-        )
     return notes
 
 

@@ -48,6 +48,7 @@ def test_512_release_with_8xdc_super_resolution_matches_eg3d(neural_resolution, 
         out = generator.synthesis(ref["ws"], cameras, neural_resolution=neural_resolution, noise_mode="const")
     suffix = f"nr{neural_resolution}"
     assert out.image.shape[-1] == 512
+    assert generator.neural_resolution == 64 and generator.superresolution.input_resolution == 128  # as pickled
     torch.testing.assert_close(out.image_raw, ref[f"image_raw_{suffix}"], atol=TOLERANCE, rtol=0)
     torch.testing.assert_close(out.image, ref[f"image_{suffix}"], atol=TOLERANCE, rtol=0)
     depth = along_ray(out.depth, cameras, neural_resolution)
