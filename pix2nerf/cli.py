@@ -16,6 +16,10 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from pix2nerf.data import DatasetFormatError, ImageReadError
 from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError
+from pix2nerf.systems.gan import TrainingDivergedError
+
+DIVERGED_EXIT_CODE = 1
+"""A run stopped by non-finite losses or weights: not a user error (2), but said in one line."""
 
 DATA_ERRORS = (FileNotFoundError, DatasetFormatError, ImageReadError)
 """What the data modules raise for a data set that is missing or malformed (a missing path, a corrupt
@@ -93,10 +97,10 @@ def main(args: ArgsType = None) -> None:
             auto_configure_optimizers=False,
             args=args,
         )
-    except InputError as error:
+    except (InputError, TrainingDivergedError) as error:
         command = f"pix2nerf {argv[0]}" if argv and argv[0] in SUBCOMMANDS else "pix2nerf"
         print(f"{command}: error: {error}", file=sys.stderr)
-        sys.exit(INPUT_ERROR_EXIT_CODE)
+        sys.exit(INPUT_ERROR_EXIT_CODE if isinstance(error, InputError) else DIVERGED_EXIT_CODE)
 
 
 if __name__ == "__main__":

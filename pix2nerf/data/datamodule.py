@@ -72,7 +72,7 @@ class FaceDataModule(L.LightningDataModule):
         with_semantics: also load semantic masks (synthetic heads always have them; EG3D needs ``masks/``).
         target_views: synthetic heads: K extra exact views of each training item's head (multi-view supervision,
             see :class:`~pix2nerf.data.SyntheticHeads`); batches then hold ``target_*`` tensors (B, K, ...).
-        seed: shuffling and synthetic camera seed.
+        seed: shuffling, synthetic camera and data loader (worker base seed) seed.
     """
 
     def __init__(
@@ -150,12 +150,23 @@ class FaceDataModule(L.LightningDataModule):
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
             collate_fn=_collate,
+            generator=self._generator(),
         )
 
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
-        return DataLoader(self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate)
+        return DataLoader(
+            self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._generator()
+        )
 
     def test_dataloader(self) -> DataLoader:
         h = self.hparams
-        return DataLoader(self.test_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate)
+        return DataLoader(
+            self.test_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._generator()
+        )
+
+    def _generator(self) -> torch.Generator:
+        """A loader's own generator: starting an iteration draws the loader's base seed (of worker seeds) from it, not
+        from the global RNG, so the training stream a checkpoint keeps does not depend on when Lightning starts
+        iterations (a resumed run may start one more than an uninterrupted one) or on validations."""
+        return torch.Generator().manual_seed(self.hparams.seed)

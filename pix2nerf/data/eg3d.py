@@ -66,23 +66,70 @@ class _Source:
         return file.read_bytes()
 
 
+LABEL_TOLERANCE = 1e-2
+"""Largest deviation accepted where a camera label has an exact structure: R^T R = I and det R = 1 for the
+cam2world rotation R, a (0, 0, 0, 1) last row of cam2world and a (0, 0, 1) last row of the intrinsics."""
+
+
 def read_labels(source_path: str | Path) -> list[tuple[str, list[float]]]:
-    """The (relative image path, 25-float label) pairs of an EG3D data set, validated."""
+    """The (relative image path, 25-float label) pairs of an EG3D data set, validated: every label has 25 finite
+    numbers, a cam2world whose rotation part is a rotation and intrinsics with positive focal lengths."""
     source = _Source(Path(source_path))
+    file = f"{source_path}/dataset.json"
     if not source.exists("dataset.json"):
         raise DatasetFormatError(f"{source_path} has no dataset.json; EG3D-format data sets need camera labels")
     try:
         labels = json.loads(source.read("dataset.json"))["labels"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise DatasetFormatError(
-            f"{source_path}/dataset.json must be {{'labels': [[path, [25 floats]], ...]}}"
-        ) from error
+        raise DatasetFormatError(f"{file} must be {{'labels': [[path, [25 floats]], ...]}}") from error
     if not labels:
-        raise DatasetFormatError(f"{source_path}/dataset.json lists no images")
-    for name, label in labels:
-        if len(label) != LABEL_DIM:
-            raise DatasetFormatError(f"label of {name} has {len(label)} values; EG3D camera labels have {LABEL_DIM}")
-    return [(name, [float(v) for v in label]) for name, label in labels]
+        raise DatasetFormatError(f"{file} lists no images")
+    pairs = []
+    for entry in labels:
+        try:
+            name, label = entry
+            values = [float(v) for v in label]
+        except (TypeError, ValueError):
+            raise DatasetFormatError(f"{file}: entry {entry!r:.80} is not [path, [25 numbers]]") from None
+        if not isinstance(name, str):
+            raise DatasetFormatError(f"{file}: entry {entry!r:.80} does not start with an image path")
+        if len(values) != LABEL_DIM:
+            raise DatasetFormatError(
+                f"{file}: the label of {name} has {len(values)} values; EG3D camera labels have {LABEL_DIM}"
+            )
+        pairs.append((name, values))
+    checks = _label_checks(np.asarray([values for _, values in pairs]))
+    failed = np.stack(list(checks.values())).any(axis=0)
+    if failed.any():
+        index, others = int(failed.argmax()), int(failed.sum()) - 1
+        name, values = pairs[index]
+        problem = next(problem for problem, rows in checks.items() if rows[index])
+        more = f" ({others} more invalid labels)" if others else ""
+        raise DatasetFormatError(f"{file}: the label of {name} {problem}; label {values}{more}")
+    return pairs
+
+
+def _label_checks(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """For each check of (N, 25) camera labels, what it finds wrong and the (N,) rows where it fails."""
+    finite = np.isfinite(labels).all(axis=1)
+    labels = np.where(finite[:, None], labels, 0.0)  # keeps NaN warnings out of the checks after the first
+    cam2world, intrinsics = labels[:, :16].reshape(-1, 4, 4), labels[:, 16:].reshape(-1, 3, 3)
+    rotation = cam2world[:, :3, :3]
+    orthogonality = np.abs(rotation.transpose(0, 2, 1) @ rotation - np.eye(3)).max(axis=(1, 2))
+    determinant = np.linalg.det(rotation)
+    focal = intrinsics[:, [0, 1], [0, 1]]
+    return {
+        "is not finite": ~finite,
+        "has a cam2world rotation part (values 0-2, 4-6, 8-10) that is not a rotation": (
+            (orthogonality > LABEL_TOLERANCE) | (np.abs(determinant - 1) > LABEL_TOLERANCE)
+        ),
+        "has a cam2world last row (values 12-15) other than (0, 0, 0, 1) (transposed?)": (
+            np.abs(cam2world[:, 3] - (0.0, 0.0, 0.0, 1.0)).max(axis=1) > LABEL_TOLERANCE
+        ),
+        "has intrinsics (values 16-24) without positive focal lengths or last row (0, 0, 1)": (
+            (focal <= 0).any(axis=1) | (np.abs(intrinsics[:, 2] - (0.0, 0.0, 1.0)).max(axis=1) > LABEL_TOLERANCE)
+        ),
+    }
 
 
 class EG3DDataset(Dataset):

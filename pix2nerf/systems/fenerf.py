@@ -136,7 +136,7 @@ class FENeRF(GAN3D):
             penalty = r1_penalty(real_logits, [real_input]).mean()
             losses["train/semantic_r1"] = penalty.detach()
             loss = loss + penalty * (h.semantic_r1_gamma / 2) * h.semantic_r1_interval
-        self.optimize(optimizer, loss)
+        self.optimize(optimizer, loss, "train/loss_semantic_d")
         losses.update(
             {
                 "train/loss_semantic_d": loss.detach(),

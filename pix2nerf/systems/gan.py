@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ from pix2nerf.precision import at_least_float32, full_precision
 
 VALIDATION_YAWS = (-0.4, -0.2, 0.0, 0.2, 0.4)
 """Yaw sweep (radians) of the validation sample grid."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite loss or non-finite weights: the run stops rather than train on or save them."""
 
 
 def make_augmentation(probability: float) -> kornia.augmentation.AugmentationSequential | None:
@@ -60,6 +65,10 @@ class GAN3D(L.LightningModule):
     ``r1_interval`` D steps, scaled by the interval. The EMA copy of the generator is the one used for
     validation, sampling and export.
 
+    A non-finite loss stops training before its optimizer step, and a checkpoint with non-finite weights or optimizer
+    states is never written (:class:`TrainingDivergedError`). Validation draws from its own seeded RNG stream, so a
+    run resumed from a checkpoint at an epoch boundary continues bit for bit, whether or not validation runs.
+
     Args:
         generator, discriminator: the networks.
         optimizer_g, optimizer_d: optimizer factories (e.g. Adam with betas (0, 0.99)).
@@ -76,7 +85,8 @@ class GAN3D(L.LightningModule):
         grad_clip: clip gradient norms of both networks (None: no clipping).
         truncation_psi: for validation samples.
         num_val_latents: fixed latents rendered at every validation.
-        seed: for the fixed validation latents.
+        seed: for the fixed validation latents and validation's random draws (validation never consumes the
+            training RNG stream, so a run resumed from a checkpoint continues as an uninterrupted one).
         compile_networks: ``torch.compile`` the tri-plane synthesis network (the bulk of a step) when training
             starts; weights and checkpoints are unchanged. Measured on a 2-core CPU at the synthetic_heads_64 sizes:
             its fwd+bwd runs 1.5x faster after a ~40 s first step, so it pays back after ~100 steps. The
@@ -132,6 +142,7 @@ class GAN3D(L.LightningModule):
         self._last_step_time: float | None = None
         # Wall-clock seconds of training (validation included) over all sessions of this run; kept in checkpoints.
         self.training_seconds = 0.0
+        self._training_rng: dict[str, Any] | None = None  # the training stream's state while validation runs
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         fixed = torch.Generator().manual_seed(seed)
@@ -212,7 +223,7 @@ class GAN3D(L.LightningModule):
                 )
             self.log("train/density_reg", reg)
             loss = loss + reg * h.density_reg * h.density_reg_interval
-        self.optimize(optimizer, loss)
+        self.optimize(optimizer, loss, "train/loss_g")
         self.discriminator.requires_grad_(True)
         return loss.detach()
 
@@ -249,7 +260,7 @@ class GAN3D(L.LightningModule):
             penalty = r1_penalty(real_out.logits, inputs).mean()
             self.log("train/r1", penalty)
             loss = loss + penalty * (h.r1_gamma / 2) * h.r1_interval
-        self.optimize(optimizer, loss)
+        self.optimize(optimizer, loss, "train/loss_d")
         return {
             "train/loss_d": loss.detach(),
             "train/d_real": real_out.logits.detach().mean(),
@@ -260,16 +271,33 @@ class GAN3D(L.LightningModule):
         """float32 for the real pass whose input gradients R1 penalises (a gradient of a gradient), else as is."""
         return full_precision(self.device) if run_r1 else nullcontext()
 
-    def optimize(self, optimizer, loss: Tensor) -> None:
-        """Backward, optional gradient clipping, step."""
+    def optimize(self, optimizer, loss: Tensor, name: str = "loss") -> None:
+        """Refuse a non-finite loss (``name`` in the error), then backward, optional gradient clipping, step."""
+        self.ensure_finite({name: loss})
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
 
+    def ensure_finite(self, losses: dict[str, Tensor]) -> None:
+        """Raise :class:`TrainingDivergedError` naming the step and the first non-finite loss: one check of all the
+        losses, agreed on by every process (so that under DDP all of them stop, none waits for the others)."""
+        values = {name: loss.detach().float() for name, loss in losses.items()}
+        finite = bool(torch.stack(list(values.values())).isfinite().all())
+        if self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        bad = next(((name, float(value)) for name, value in values.items() if not value.isfinite()), None)
+        what = f"{bad[0]} is {bad[1]}" if bad is not None else "a loss of another process is not finite"
+        raise TrainingDivergedError(
+            f"training step {int(self.step_count) + 1} (global step {self.global_step}): {what}; "
+            "training stopped, checkpoints saved before are kept"
+        )
+
     def finish_step(self, batch_size: int, losses: dict[str, Tensor]) -> None:
-        """EMA update, counters, throughput and loss logging at the end of a training step."""
+        """Loss check (before a checkpoint can save this step), EMA update, counters, throughput and loss logging
+        at the end of a training step."""
+        self.ensure_finite(losses)
         self.update_ema(batch_size)
         self.step_count += 1
         self.images_seen += batch_size
@@ -298,6 +326,19 @@ class GAN3D(L.LightningModule):
             ema.copy_(live)
 
     # -- validation ----------------------------------------------------------------------------------------
+
+    def on_validation_start(self) -> None:
+        """Validation draws from its own stream, seeded alike every time: the training stream is set aside.
+
+        Otherwise the draws of a validation between a checkpoint and the next step (which a resumed run skips)
+        shift every later latent, pose swap and noise, and resuming is not exact.
+        """
+        self._training_rng = rng_state()
+        torch.manual_seed(self.hparams.seed)
+
+    def on_validation_end(self) -> None:
+        set_rng_state(self._training_rng)
+        self._training_rng = None
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """D's scores on real and EMA samples, and the multi-view consistency of EMA renders."""
@@ -399,19 +440,50 @@ class GAN3D(L.LightningModule):
         self._last_step_time = time.perf_counter()  # the first step's time counts too
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the RNG state so a resumed run draws the same latents, swaps and noise, the network specs so
-        inference can rebuild the networks from the checkpoint alone, and the training time so far."""
+        """Refuse to write non-finite weights or optimizer states (the file on disk, e.g. ``last.ckpt``, stays as it
+        was); keep the training RNG state (also when saved during validation) so a resumed run draws the same
+        latents, swaps and noise, the network specs so inference can rebuild the networks from the checkpoint alone,
+        and the training time so far."""
+        bad = next((name for name, tensor in checkpoint_tensors(checkpoint) if not tensor.isfinite().all()), None)
+        if bad is not None:
+            raise TrainingDivergedError(
+                f"training step {int(self.step_count)} (global step {self.global_step}): {bad} is not finite; "
+                "refusing to save the checkpoint, checkpoints saved before are kept"
+            )
         checkpoint["training_seconds"] = self.training_seconds
         checkpoint["network_specs"] = self.network_specs()
         checkpoint["camera_prior"] = dataclasses.asdict(self.camera_prior)
-        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["rng_state"] = self._training_rng or rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.training_seconds = float(checkpoint.get("training_seconds", 0.0))
         state = checkpoint.get("rng_state")
         if state is not None:
-            torch.set_rng_state(state["torch"])
-            if "cuda" in state and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda"])
+            set_rng_state(state)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch RNG state: CPU, and every CUDA device when there are some."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore a :func:`rng_state` (its CUDA part only where CUDA is available)."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_tensors(checkpoint: dict[str, Any]) -> Iterator[tuple[str, Tensor]]:
+    """The floating-point tensors of a checkpoint's weights and optimizer states, with readable names."""
+    for name, tensor in checkpoint["state_dict"].items():
+        if tensor.is_floating_point():
+            yield name, tensor
+    for index, optimizer in enumerate(checkpoint.get("optimizer_states", [])):
+        for param, state in optimizer["state"].items():
+            for key, tensor in state.items():
+                if torch.is_tensor(tensor) and tensor.is_floating_point():
+                    yield f"optimizer {index} {key} of parameter {param}", tensor

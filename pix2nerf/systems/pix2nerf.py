@@ -429,6 +429,7 @@ class Pix2NeRF(GAN3D):
         opt_e.zero_grad(set_to_none=True)
         if trains_generator:
             opt_g.zero_grad(set_to_none=True)
+        self.ensure_finite({"train/loss_e": loss})
         self.manual_backward(loss)
         if h.grad_clip:
             self.clip_gradients(opt_e, gradient_clip_val=h.grad_clip, gradient_clip_algorithm="norm")

@@ -75,6 +75,64 @@ def test_clear_errors(tmp_path):
         EG3DDataset(bad)
 
 
+def scaled_rotation(label):
+    label[0] *= 2
+
+
+def mirrored(label):
+    label[0], label[4], label[8] = -label[0], -label[4], -label[8]  # det R = -1
+
+
+def transposed(label):
+    label[:16] = np.asarray(label[:16]).reshape(4, 4).T.flatten().tolist()
+
+
+def no_focal(label):
+    label[16] = 0.0
+
+
+def nan_translation(label):
+    label[3] = float("nan")
+
+
+def infinite_intrinsics(label):
+    label[18] = float("inf")
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "problem"),
+    [
+        (nan_translation, r"is not finite; label \[.*nan"),
+        (infinite_intrinsics, r"is not finite; label \[.*inf"),
+        (scaled_rotation, "has a cam2world rotation part .* that is not a rotation"),
+        (mirrored, "has a cam2world rotation part .* that is not a rotation"),
+        (transposed, r"has a cam2world last row .* other than \(0, 0, 0, 1\) \(transposed\?\)"),
+        (no_focal, "has intrinsics .* without positive focal lengths"),
+    ],
+)
+def test_implausible_labels_are_refused_naming_file_image_and_problem(tmp_path, corrupt, problem):
+    make_dataset(tmp_path / "ds", count=3)
+    listing = tmp_path / "ds" / "dataset.json"
+    labels = json.loads(listing.read_text())
+    for index in (1, 2):
+        corrupt(labels["labels"][index][1])
+    listing.write_text(json.dumps(labels))
+    message = rf"ds/dataset.json: the label of 00000/img00000001.png {problem}.*\(1 more invalid labels\)$"
+    with pytest.raises(DatasetFormatError, match=message):
+        EG3DDataset(tmp_path / "ds")
+
+
+def test_malformed_label_entries_are_refused(tmp_path):
+    for entry, problem in [
+        (["a.png", [0.0] * 24 + ["x"]], r"entry .* is not \[path, \[25 numbers\]\]"),
+        (["a.png"], r"entry .* is not \[path, \[25 numbers\]\]"),
+        ([3, [0.0] * 25], "does not start with an image path"),
+    ]:
+        (tmp_path / "dataset.json").write_text(json.dumps({"labels": [entry]}))
+        with pytest.raises(DatasetFormatError, match=problem):
+            EG3DDataset(tmp_path)
+
+
 def test_read_image_converts_grayscale_and_rgba(tmp_path):
     iio.imwrite(tmp_path / "gray.png", np.full((4, 5), 255, dtype=np.uint8))
     iio.imwrite(tmp_path / "rgba.png", np.zeros((4, 5, 4), dtype=np.uint8))

@@ -6,6 +6,7 @@ Each case saves a synthetic head (or an array made from it) in one mode and comp
 from __future__ import annotations
 
 import io
+import math
 import struct
 import time
 import zlib
@@ -202,3 +203,36 @@ def test_huge_image_is_refused_from_its_header(size):
 
 def test_pillows_bomb_guard_follows_the_limit():
     assert Image.MAX_IMAGE_PIXELS == images.MAX_INPUT_PIXELS  # Pillow warns above it and refuses twice it
+
+
+def test_cmyk_and_phone_jpegs_of_a_head_invert_like_the_original(head, tmp_path):
+    """Through the bundled model: the decoded photos give the original's pose and novel view (issue 18's check)."""
+    from pathlib import Path
+
+    from pix2nerf.inference import load_model
+    from pix2nerf.inference.inputs import load_face
+
+    model = load_model(Path(__file__).resolve().parents[2] / "checkpoints" / "synthetic_heads_32.safetensors")
+    rgb = head / 255
+    black = 1 - rgb.max(axis=-1, keepdims=True)
+    ink = np.divide(1 - rgb - black, 1 - black, out=np.zeros_like(rgb), where=black < 1)
+    cmyk = np.round(np.concatenate([ink, black], axis=-1) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = ROTATED_CLOCKWISE
+    files = {
+        "original.png": encode(Image.fromarray(head), "PNG"),
+        "cmyk.jpg": encode(Image.fromarray(cmyk, "CMYK"), "JPEG", quality=JPEG_QUALITY),
+        "phone.jpg": encode(
+            Image.fromarray(np.ascontiguousarray(np.rot90(head))), "JPEG", quality=JPEG_QUALITY, exif=exif
+        ),
+    }
+    renders = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        encoded = model.encode(load_face(tmp_path / name, model.resolution)[None])
+        novel = model.render(encoded.w, encoded.yaw_pitch + torch.tensor([[0.5, 0.0]])).image
+        renders[name] = (encoded.yaw_pitch, novel)
+    pose, novel = renders["original.png"]
+    for name in ("cmyk.jpg", "phone.jpg"):
+        assert (renders[name][0] - pose).abs().max() < math.radians(2.0), name
+        assert (renders[name][1] - novel).abs().mean() < 0.03, name

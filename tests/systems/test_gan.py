@@ -8,6 +8,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pix2nerf.data import FaceDataModule
 from pix2nerf.networks import Discriminator
@@ -111,6 +112,51 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(actual[key], expected[key], atol=1e-6, rtol=1e-5, msg=key)
 
 
+VALIDATING = dict(limit_val_batches=1, val_check_interval=1, num_sanity_val_steps=0)
+"""Trainer settings that validate after every training step, also between a checkpoint and the next step."""
+
+
+def optimizer_states(run: L.Trainer) -> list[torch.Tensor]:
+    return [v for o in run.optimizers for state in o.state_dict()["state"].values() for v in state.values()]
+
+
+@pytest.mark.parametrize(
+    "saving",
+    [
+        # last.ckpt when a training step ends, before the validation that follows (which a resumed run skips)
+        dict(every_n_train_steps=2),
+        dict(save_on_train_epoch_end=False),  # last.ckpt when a validation ends
+    ],
+)
+def test_resume_continues_exactly_with_validation_on(tmp_path, saving):
+    L.seed_everything(0)
+    straight, data = tiny_system()
+    uninterrupted = trainer(tmp_path / "a", max_epochs=2, **VALIDATING)  # 2 epochs of 2 batches
+    uninterrupted.fit(straight, data)
+
+    L.seed_everything(0)
+    first, data = tiny_system()
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "b", save_last=True, **saving)
+    trainer(tmp_path / "b", max_epochs=1, callbacks=[checkpoints], **VALIDATING).fit(first, data)
+    resumed, data = tiny_system(seed=123)
+    continued = trainer(tmp_path / "c", max_epochs=2, **VALIDATING)
+    continued.fit(resumed, data, ckpt_path=tmp_path / "b" / "last.ckpt")
+
+    expected, actual = state(straight), state(resumed)
+    assert int(actual["step_count"]) == 4 and expected.keys() == actual.keys()
+    for key in expected:  # generator, EMA, discriminator and counters
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=key)
+    for got, want in zip(optimizer_states(continued), optimizer_states(uninterrupted), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_validation_leaves_the_training_rng_stream_untouched(tmp_path):
+    system, data = tiny_system()
+    before = torch.get_rng_state()
+    trainer(tmp_path, limit_val_batches=1).validate(system, data)  # the loader's iteration and the step's draws
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_training_changes_both_networks_and_ema_lags(tmp_path):
     L.seed_everything(0)
     system, data = tiny_system()
@@ -192,3 +238,20 @@ def test_compiled_synthesis_trains_and_computes_what_eager_does(tmp_path):
     with torch.no_grad():
         compiled, eager = synthesis(ws, "const"), synthesis.forward(ws, "const")  # forward() bypasses the compiled call
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("subcommand", "data"), [("fit", "missing"), ("validate", "corrupt")])
+def test_unreadable_data_ends_the_cli_with_one_line(tmp_path, subcommand, data):
+    """A missing data path or a corrupt dataset.json: the data module's message, exit code 2, no empty run folder."""
+    path = tmp_path / "faces"
+    if data == "corrupt":
+        path.mkdir()
+        (path / "dataset.json").write_text('{"labels": [["img00000000.png", [1.0, 0.0')  # truncated
+    options = ["-c", str(BASE), "-c", str(TINY), "--data.init_args.source=eg3d", f"--data.init_args.path={path}"]
+    result = run_cli(subcommand, *options, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    expected = f"data set not found: {path}" if data == "missing" else f"{path}/dataset.json"
+    assert errors == [result.stderr.splitlines()[-1]] and errors[0].startswith(f"pix2nerf {subcommand}: error: ")
+    assert expected in errors[0]
+    assert sorted(tmp_path.iterdir()) == ([path] if data == "corrupt" else [])  # no (empty) runs/tiny/version_0
