@@ -288,14 +288,14 @@ FACE_PRIOR = PosePrior()
 def sample_yaw_pitch(
     batch_size: int,
     prior: PosePrior = FACE_PRIOR,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Draw (B, 2) yaw/pitch pairs from ``prior``; pitch is kept strictly inside (-pi/2, pi/2)."""
     if prior.kind == "gaussian":
-        noise = torch.randn(batch_size, 2, generator=generator)
+        noise = torch.randn(batch_size, 2, generator=rng)
     else:
-        noise = torch.rand(batch_size, 2, generator=generator) * 2.0 - 1.0
+        noise = torch.rand(batch_size, 2, generator=rng) * 2.0 - 1.0
     mean = torch.tensor([prior.yaw_mean, prior.pitch_mean])
     spread = torch.tensor([prior.yaw_spread, prior.pitch_spread])
     angles = mean + noise * spread
@@ -307,11 +307,11 @@ def sample_yaw_pitch(
 def sample_poses(
     batch_size: int,
     prior: PosePrior = FACE_PRIOR,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Cameras:
-    """Sample a batch of cameras from ``prior`` (deterministic for a seeded ``generator``)."""
-    return prior_cameras(sample_yaw_pitch(batch_size, prior, generator, device), prior)
+    """Sample a batch of cameras from ``prior`` (deterministic for a seeded ``rng``)."""
+    return prior_cameras(sample_yaw_pitch(batch_size, prior, rng, device), prior)
 
 
 def prior_cameras(angles: Tensor, prior: PosePrior = FACE_PRIOR) -> Cameras:

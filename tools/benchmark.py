@@ -93,15 +93,15 @@ def measure(name: str, fn: Callable[[], object], num_rays: int, device: torch.de
 
 
 def rendering_core(cfg: DictConfig, device: torch.device) -> list[Result]:
-    generator = torch.Generator(device).manual_seed(0)
+    rng = torch.Generator(device).manual_seed(0)
     yaw = torch.linspace(-0.5, 0.5, cfg.batch_size, device=device)
     cameras = look_at(yaw, torch.zeros_like(yaw), device=device)
     num_rays = cfg.batch_size * cfg.resolution**2
     shape = (cfg.batch_size, cfg.resolution**2, cfg.num_samples)
-    sigma = torch.rand(*shape, 1, device=device, generator=generator) * 5
-    values = torch.rand(*shape, cfg.feature_dim, device=device, generator=generator)
+    sigma = torch.rand(*shape, 1, device=device, generator=rng) * 5
+    values = torch.rand(*shape, cfg.feature_dim, device=device, generator=rng)
     near = torch.full((*shape[:2], 1), 2.25, device=device)
-    t = stratified(near, near + 1.05, cfg.num_samples, jitter=True, generator=generator)
+    t = stratified(near, near + 1.05, cfg.num_samples, jitter=True, rng=rng)
     sigma_grad, values_grad = sigma.clone().requires_grad_(), values.clone().requires_grad_()
 
     def forward_backward() -> None:
@@ -160,7 +160,7 @@ def generator_results(field: str, cfg: DictConfig, device: torch.device) -> list
     batch = cfg.generator_batch_size
     g = torch.Generator().manual_seed(0)
     z = torch.randn(batch, generator.z_dim, generator=g).to(device)
-    c = sample_poses(batch, generator=g).to(device).label()
+    c = sample_poses(batch, rng=g).to(device).label()
 
     def render(resolution: int) -> None:
         with torch.no_grad(), autocast(cfg, device):
@@ -214,7 +214,7 @@ def rendering(cfg: DictConfig, device: torch.device) -> list[Result]:
         generator = sr_generator(cfg, image_resolution, neural_resolution, device)
         g = torch.Generator().manual_seed(0)
         z = torch.randn(batch, generator.z_dim, generator=g).to(device)
-        c = sample_poses(batch, generator=g).to(device).label()
+        c = sample_poses(batch, rng=g).to(device).label()
 
         def render(generator: Generator = generator, z: torch.Tensor = z, c: torch.Tensor = c) -> None:
             with torch.no_grad(), autocast(cfg, device):

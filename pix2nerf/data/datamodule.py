@@ -29,8 +29,8 @@ class EpochSeededSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        rng = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.length, generator=rng).tolist())
 
     def __len__(self) -> int:
         return self.length
@@ -150,22 +150,22 @@ class FaceDataModule(L.LightningDataModule):
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
             collate_fn=_collate,
-            generator=self._generator(),
+            generator=self._rng(),
         )
 
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(
-            self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._generator()
+            self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._rng()
         )
 
     def test_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(
-            self.test_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._generator()
+            self.test_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._rng()
         )
 
-    def _generator(self) -> torch.Generator:
+    def _rng(self) -> torch.Generator:
         """A loader's own generator: starting an iteration draws the loader's base seed (of worker seeds) from it, not
         from the global RNG, so the training stream a checkpoint keeps does not depend on when Lightning starts
         iterations (a resumed run may start one more than an uninterrupted one) or on validations."""

@@ -40,7 +40,7 @@ class ImageFolderDataset(Dataset):
         image = image[:, top : top + side, left : left + side]
         if side != self.resolution:
             image = F.interpolate(image[None], size=self.resolution, mode="bilinear", antialias=True)[0]
-        generator = torch.Generator().manual_seed(self.seed * 2**32 + index)
-        yaw, pitch = sample_yaw_pitch(1, self.prior, generator)[0]
+        rng = torch.Generator().manual_seed(self.seed * 2**32 + index)
+        yaw, pitch = sample_yaw_pitch(1, self.prior, rng)[0]
         camera = look_at(yaw, pitch, self.prior.radius, self.prior.target, self.prior.focal).label()[0]
         return {"image": image, "camera": camera}

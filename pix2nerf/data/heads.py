@@ -166,12 +166,12 @@ class HeadParams:
         return HeadParams(self.packed.to(device))
 
 
-def _uniform(generator: torch.Generator, low: float, high: float, *shape: int) -> Tensor:
-    return low + (high - low) * torch.rand(shape or (1,), generator=generator, dtype=torch.float64)
+def _uniform(rng: torch.Generator, low: float, high: float, *shape: int) -> Tensor:
+    return low + (high - low) * torch.rand(shape or (1,), generator=rng, dtype=torch.float64)
 
 
-def _choice(generator: torch.Generator, table: Tensor) -> Tensor:
-    index = int(torch.randint(len(table), (1,), generator=generator))
+def _choice(rng: torch.Generator, table: Tensor) -> Tensor:
+    index = int(torch.randint(len(table), (1,), generator=rng))
     return table[index].double()
 
 

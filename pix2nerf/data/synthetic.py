@@ -117,15 +117,15 @@ class SyntheticHeads(Dataset):
         if self.split == "test":
             identity, view = divmod(index, len(self.eval_grid))
             return HeadView(TEST_SEED_OFFSET + identity, *self.eval_grid[view])
-        generator = torch.Generator().manual_seed(self.seed * 2**32 + index)
-        yaw, pitch = sample_yaw_pitch(1, self.prior, generator)[0].tolist()
+        rng = torch.Generator().manual_seed(self.seed * 2**32 + index)
+        yaw, pitch = sample_yaw_pitch(1, self.prior, rng)[0].tolist()
         return HeadView(index % self.num_identities, yaw, pitch)
 
     def target_views_of(self, index: int) -> list[HeadView]:
         """The ``target_views`` extra views of training item ``index``: its identity from other prior cameras."""
         source = self.view(index)
-        generator = torch.Generator().manual_seed(self.seed * 2**32 + index + TARGET_SEED_OFFSET)
-        angles = sample_yaw_pitch(self.target_views, self.prior, generator).tolist()
+        rng = torch.Generator().manual_seed(self.seed * 2**32 + index + TARGET_SEED_OFFSET)
+        angles = sample_yaw_pitch(self.target_views, self.prior, rng).tolist()
         return [HeadView(source.identity, yaw, pitch) for yaw, pitch in angles]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:

@@ -19,7 +19,7 @@ def density_regularization(
     perturbation: float = 0.004,
     extent: float = 1.0,
     num_points: int = DENSITY_REG_POINTS,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> Tensor:
     """EG3D's density smoothness prior: L1 between raw densities at random points and at jittered copies.
 
@@ -28,8 +28,8 @@ def density_regularization(
         perturbation: standard deviation of the jitter (EG3D's ``density_reg_p_dist``).
         extent: points are uniform in [-extent, extent]^3 (EG3D uses 1).
     """
-    points = (torch.rand(batch_size, num_points, 3, device=device, generator=generator) * 2 - 1) * extent
-    jittered = points + torch.randn(points.shape, device=device, generator=generator) * perturbation
+    points = (torch.rand(batch_size, num_points, 3, device=device, generator=rng) * 2 - 1) * extent
+    jittered = points + torch.randn(points.shape, device=device, generator=rng) * perturbation
     sigma = sigma_fn(torch.cat([points, jittered], dim=1))
     return F.l1_loss(sigma[:, :num_points], sigma[:, num_points:])
 

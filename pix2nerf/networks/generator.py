@@ -329,7 +329,7 @@ class Generator(nn.Module):
         directions: Tensor,
         num_coarse: int | None = None,
         num_importance: int | None = None,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> Composite:
         """Volume-render the fields of ``params`` (from :meth:`field_params`) along rays (B, R, 3).
 
@@ -361,7 +361,7 @@ class Generator(nn.Module):
                 field,
                 bundle,
                 background=background,
-                generator=generator,
+                rng=rng,
                 num_coarse=num_coarse,
                 num_importance=num_importance,
             )
@@ -374,7 +374,7 @@ class Generator(nn.Module):
         num_coarse: int | None = None,
         num_importance: int | None = None,
         noise_mode: NoiseMode | None = None,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
         params: Tensor | None = None,
         plane_offsets: Tensor | None = None,
     ) -> GeneratorOutput:
@@ -390,7 +390,7 @@ class Generator(nn.Module):
         resolution = neural_resolution or self.neural_resolution
         params = self.field_params(ws, noise_mode, plane_offsets) if params is None else params
         origins, directions = rays(cameras, resolution)
-        composite = self.render_rays(params, origins, directions, num_coarse, num_importance, generator)
+        composite = self.render_rays(params, origins, directions, num_coarse, num_importance, rng)
 
         def to_image(values: Tensor) -> Tensor:
             return values.transpose(1, 2).reshape(values.shape[0], values.shape[2], resolution, resolution)

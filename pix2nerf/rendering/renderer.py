@@ -79,7 +79,7 @@ class VolumeRenderer(nn.Module):
         field: FieldFn,
         rays: RayBundle,
         background: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
         num_coarse: int | None = None,
         num_importance: int | None = None,
     ) -> Composite:
@@ -90,14 +90,14 @@ class VolumeRenderer(nn.Module):
         random = self.jitter and self.training
         num_coarse = num_coarse or self.num_coarse
         num_importance = self.num_importance if num_importance is None else num_importance
-        t = stratified(rays.near, rays.far, num_coarse, random, generator)
+        t = stratified(rays.near, rays.far, num_coarse, random, rng)
         sigma, values = self._evaluate(field, rays, t)
         if num_importance > 0:
             weights = composite(sigma, values[..., :0], t, density_activation=self.density_activation).weights
             if self.importance_mode == "eg3d":
-                t_fine = importance_eg3d(t, weights, num_importance, not random, generator)
+                t_fine = importance_eg3d(t, weights, num_importance, not random, rng)
             else:
-                t_fine = importance(t, weights, num_importance, not random, self.smooth_weights, generator)
+                t_fine = importance(t, weights, num_importance, not random, self.smooth_weights, rng)
             sigma_fine, values_fine = self._evaluate(field, rays, t_fine)
             t, order = merge_samples(t, t_fine)
             sigma = gather_samples(torch.cat([sigma, sigma_fine], dim=2), order)

@@ -40,7 +40,7 @@ def ray_box_intersection(
 
 
 def stratified(
-    near: Tensor, far: Tensor, num_samples: int, jitter: bool = False, generator: torch.Generator | None = None
+    near: Tensor, far: Tensor, num_samples: int, jitter: bool = False, rng: torch.Generator | None = None
 ) -> Tensor:
     """Evenly spaced samples from ``near`` to ``far``, optionally jittered.
 
@@ -50,7 +50,7 @@ def stratified(
     Args:
         near, far: (B, R, 1) bounds per ray.
         num_samples: S >= 2.
-        generator: a generator on the same device as ``near``, for reproducible jitter.
+        rng: a random generator on the same device as ``near``, for reproducible jitter.
 
     Returns:
         t: (B, R, S) sorted distances.
@@ -61,7 +61,7 @@ def stratified(
     t = near + (far - near) * steps
     if jitter:
         spacing = (far - near) / (num_samples - 1)
-        t = t + torch.rand(t.shape, generator=generator, device=t.device, dtype=t.dtype) * spacing
+        t = t + torch.rand(t.shape, generator=rng, device=t.device, dtype=t.dtype) * spacing
     return t
 
 
@@ -81,7 +81,7 @@ def sample_pdf(
     weights: Tensor,
     num_samples: int,
     deterministic: bool = False,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> Tensor:
     """Inverse-CDF samples from the piecewise-constant density given by ``weights`` over ``bins``.
 
@@ -106,7 +106,7 @@ def sample_pdf(
     if deterministic:
         u = torch.linspace(0.0, 1.0, num_samples, device=cdf.device, dtype=cdf.dtype).expand(shape)
     else:
-        u = torch.rand(shape, generator=generator, device=cdf.device, dtype=cdf.dtype)
+        u = torch.rand(shape, generator=rng, device=cdf.device, dtype=cdf.dtype)
     u = u.contiguous()
     index = torch.searchsorted(cdf.contiguous(), u, right=True)
     below = (index - 1).clamp_min(0)
@@ -124,7 +124,7 @@ def importance(
     num_samples: int,
     deterministic: bool = False,
     smooth: bool = True,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> Tensor:
     """Hierarchical samples drawn where a coarse pass put its compositing weight.
 
@@ -141,11 +141,11 @@ def importance(
     weights = weights.detach()
     if smooth:
         weights = smooth_weights(weights)
-    return sample_pdf(t.detach(), weights, num_samples, deterministic, generator).detach()
+    return sample_pdf(t.detach(), weights, num_samples, deterministic, rng).detach()
 
 
 def importance_eg3d(
-    t: Tensor, weights: Tensor, num_samples: int, deterministic: bool = False, generator: torch.Generator | None = None
+    t: Tensor, weights: Tensor, num_samples: int, deterministic: bool = False, rng: torch.Generator | None = None
 ) -> Tensor:
     """EG3D's importance sampling, reproduced exactly for its checkpoints.
 
@@ -156,7 +156,7 @@ def importance_eg3d(
     weights = smooth_weights(weights.detach())
     t = t.detach()
     midpoints = 0.5 * (t[..., 1:] + t[..., :-1])
-    return sample_pdf(midpoints[..., :-1], weights[..., 1:-1], num_samples, deterministic, generator).detach()
+    return sample_pdf(midpoints[..., :-1], weights[..., 1:-1], num_samples, deterministic, rng).detach()
 
 
 def merge_samples(t_a: Tensor, t_b: Tensor) -> tuple[Tensor, Tensor]:

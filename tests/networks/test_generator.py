@@ -28,7 +28,7 @@ def tiny(**overrides) -> Generator:
 
 def inputs(generator: Generator, batch: int = 2, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    cameras = sample_poses(batch, generator=g)
+    cameras = sample_poses(batch, rng=g)
     return torch.randn(batch, generator.z_dim, generator=g), cameras.label(), cameras
 
 

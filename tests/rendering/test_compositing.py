@@ -100,6 +100,6 @@ def test_renderer_is_deterministic_in_eval_and_random_in_training():
     first, second = renderer(sphere_field, bundle), renderer(sphere_field, bundle)
     assert torch.equal(first.values, second.values)
     renderer.train()
-    a = renderer(sphere_field, bundle, generator=torch.Generator().manual_seed(1))
-    b = renderer(sphere_field, bundle, generator=torch.Generator().manual_seed(2))
+    a = renderer(sphere_field, bundle, rng=torch.Generator().manual_seed(1))
+    b = renderer(sphere_field, bundle, rng=torch.Generator().manual_seed(2))
     assert not torch.equal(a.depth, b.depth)

@@ -21,13 +21,13 @@ def test_stratified_without_jitter_is_linspace():
 
 def test_stratified_jitter_stays_in_its_stratum_and_is_reproducible():
     near, far = torch.zeros(4, 100, 1), torch.ones(4, 100, 1) * 2.0
-    t = stratified(near, far, 9, jitter=True, generator=torch.Generator().manual_seed(0))
+    t = stratified(near, far, 9, jitter=True, rng=torch.Generator().manual_seed(0))
     grid = torch.linspace(0.0, 2.0, 9)
     offset = t - grid
     assert (offset >= 0).all() and (offset < 0.25).all()
     assert offset.std() > 0.05
     assert (t[..., 1:] > t[..., :-1]).all()
-    again = stratified(near, far, 9, jitter=True, generator=torch.Generator().manual_seed(0))
+    again = stratified(near, far, 9, jitter=True, rng=torch.Generator().manual_seed(0))
     assert torch.equal(t, again)
 
 
@@ -48,7 +48,7 @@ def test_sample_pdf_uniform_weights_gives_even_quantiles():
 
 def test_sample_pdf_follows_the_weights():
     bins = torch.tensor([[0.0, 1.0, 2.0]])
-    samples = sample_pdf(bins, torch.tensor([[1.0, 3.0]]), 40000, generator=torch.Generator().manual_seed(0))
+    samples = sample_pdf(bins, torch.tensor([[1.0, 3.0]]), 40000, rng=torch.Generator().manual_seed(0))
     assert (samples > 1.0).float().mean() == pytest.approx(0.75, abs=0.01)
     assert samples.min() >= 0.0 and samples.max() <= 2.0
 
@@ -60,7 +60,7 @@ def test_importance_concentrates_on_heavy_interval():
     fine = importance(t, weights, 64, deterministic=True, smooth=False)
     inside = (fine >= t[..., 20:21]) & (fine <= t[..., 21:22])
     assert inside.float().mean() > 0.95
-    smoothed = importance(t, weights, 64, generator=torch.Generator().manual_seed(0))
+    smoothed = importance(t, weights, 64, rng=torch.Generator().manual_seed(0))
     near_peak = (smoothed >= t[..., 19:20]) & (smoothed <= t[..., 22:23])
     assert near_peak.float().mean() > 0.5
     assert smoothed.shape == (3, 5, 64) and not smoothed.requires_grad

@@ -20,6 +20,18 @@ PIX2NERF = ROOT / "configs" / "train" / "pix2nerf_synthetic_heads_64.yaml"
 PIX2NERF_TINY = ROOT / "configs" / "train" / "pix2nerf_tiny.yaml"
 
 
+MULTIVIEW_ONLY = dict(
+    adversarial_weight=0.0,
+    latent_weight=0.0,
+    pose_weight=0.0,
+    lpips_weight=0.0,
+    multiview_weight=1.0,
+    depth_weight=1.0,
+    opacity_weight=1.0,
+)
+"""Weights that train on the exact multi-view terms alone."""
+
+
 def tiny_pix2nerf(lr: float = 0.003, **overrides) -> Pix2NeRF:
     generator = tiny_generator(neural_resolution=16, num_coarse=6, num_importance=6)
     discriminator = Discriminator(img_resolution=16, channel_base=64, channel_max=8, mapping_layers=1)
@@ -187,13 +199,7 @@ def test_multiview_training_lowers_the_novel_view_error_of_one_head(tmp_path):
     system = tiny_pix2nerf(
         lr=0.03,
         generator_mode="reconstruct",
-        adversarial_weight=0.0,
-        latent_weight=0.0,
-        pose_weight=0.0,
-        lpips_weight=0.0,
-        multiview_weight=1.0,
-        depth_weight=1.0,
-        opacity_weight=1.0,
+        **MULTIVIEW_ONLY,
         exact_pose_weight=1.0,
         ema_half_life=1e-3,  # EMA follows the live generator: the test measures learning, not averaging
     )
@@ -222,19 +228,7 @@ def test_stage2_residual_learns_what_a_frozen_stage1_misses(tmp_path):
     """Stage 2 on a fixed encoder and generator: only the residual changes, and the exact views get closer."""
     torch.manual_seed(0)
     residual = PlaneResidual(16, 8, 4, channels=8, channel_max=16)  # the tiny generator's 8^2 x 4 planes
-    system = tiny_pix2nerf(
-        lr=0.01,
-        residual=residual,
-        freeze_encoder=True,
-        generator_mode="freeze",
-        adversarial_weight=0.0,
-        latent_weight=0.0,
-        pose_weight=0.0,
-        lpips_weight=0.0,
-        multiview_weight=1.0,
-        depth_weight=1.0,
-        opacity_weight=1.0,
-    )
+    system = tiny_pix2nerf(lr=0.01, residual=residual, freeze_encoder=True, generator_mode="freeze", **MULTIVIEW_ONLY)
     data = FaceDataModule(resolution=16, batch_size=2, num_identities=2, epoch_length=60, target_views=2)
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
