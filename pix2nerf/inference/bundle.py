@@ -25,6 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from pix2nerf.cameras import FACE_PRIOR, PosePrior
+from pix2nerf.checkpoint_keys import CAMERA_PRIOR, INFERENCE_PREFIXES, NETWORK_SPECS
 from pix2nerf.inference.errors import InputError
 from pix2nerf.inference.model import FaceModel
 from pix2nerf.networks.specs import build_network, network_spec
@@ -176,13 +177,13 @@ def _read_lightning_checkpoint(path: Path) -> tuple[dict, PosePrior, dict[str, t
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise InputError(f"{path}: its state_dict is not a mapping of names to tensors; the checkpoint is damaged")
     state = {}
-    for name, prefix in (("generator", "generator_ema."), ("encoder", "encoder."), ("residual", "residual.")):
+    for name, prefix in INFERENCE_PREFIXES.items():
         state.update({f"{name}.{k[len(prefix) :]}": v for k, v in weights.items() if k.startswith(prefix)})
     if not any(key.startswith("generator.") for key in state):
         raise InputError(f"{path} holds no generator_ema weights: not a pix2nerf GAN/Pix2NeRF checkpoint")
-    specs = checkpoint.get("network_specs") or _specs_from_run_config(path)
+    specs = checkpoint.get(NETWORK_SPECS) or _specs_from_run_config(path)
     hyper_parameters = checkpoint.get("hyper_parameters")
-    prior_fields = checkpoint.get("camera_prior") or (
+    prior_fields = checkpoint.get(CAMERA_PRIOR) or (
         hyper_parameters.get("novel_prior") if isinstance(hyper_parameters, dict) else None
     )
     try:

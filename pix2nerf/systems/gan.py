@@ -18,6 +18,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, yaw_pitch
+from pix2nerf.checkpoint_keys import CAMERA_PRIOR, NETWORK_SPECS, TRAINING_SECONDS
 from pix2nerf.data.semantics import colorize_labels
 from pix2nerf.layers import resize
 from pix2nerf.losses import density_regularization, discriminator_loss, generator_loss, pose_loss, r1_penalty
@@ -450,13 +451,13 @@ class GAN3D(L.LightningModule):
                 f"training step {int(self.step_count)} (global step {self.global_step}): {bad} is not finite; "
                 "refusing to save the checkpoint, checkpoints saved before are kept"
             )
-        checkpoint["training_seconds"] = self.training_seconds
-        checkpoint["network_specs"] = self.network_specs()
-        checkpoint["camera_prior"] = dataclasses.asdict(self.camera_prior)
+        checkpoint[TRAINING_SECONDS] = self.training_seconds
+        checkpoint[NETWORK_SPECS] = self.network_specs()
+        checkpoint[CAMERA_PRIOR] = dataclasses.asdict(self.camera_prior)
         checkpoint["rng_state"] = self._training_rng or rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.training_seconds = float(checkpoint.get("training_seconds", 0.0))
+        self.training_seconds = float(checkpoint.get(TRAINING_SECONDS, 0.0))
         state = checkpoint.get("rng_state")
         if state is not None:
             set_rng_state(state)
