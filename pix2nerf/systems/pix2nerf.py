@@ -394,9 +394,8 @@ class Pix2NeRF(GAN3D):
             supervised.update(self.multiview_loss(w, batch, offsets))
         if h.generator_teacher_views > 0:
             supervised.update(self.teacher_loss(real.device, real.shape[0]))
-        if self.warming_up:
+        if self.warming_up:  # the residual's offsets carry no encoder gradient (their stage-1 input is detached)
             w, angles = w.detach(), angles.detach()
-            offsets = offsets.detach() if offsets is not None else None
         recon = self.render(w, angles, plane_offsets=offsets)
         reconstruction = self.reconstruction_loss(real, recon.image)
         zero = torch.zeros((), device=real.device)

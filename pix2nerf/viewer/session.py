@@ -132,7 +132,7 @@ def load_latent(data: bytes, name: str, model: FaceModel) -> Inversion:
         raise InputError(f"{name} holds objects other than tensors, so it was not loaded (safe loading)") from error
     except Exception as error:  # torch raises many types for corrupt data
         raise InputError(f"{name} is not a readable PyTorch file ({error}); upload a latent.pt or an image") from error
-    expected = (1, model.generator.num_ws, model.w_avg.shape[0])
+    expected = (1, model.generator.num_ws, model.generator.w_dim)
     w = saved.get("w") if isinstance(saved, dict) else None
     if not isinstance(w, Tensor) or tuple(w.shape) != expected:
         shape = tuple(w.shape) if isinstance(w, Tensor) else None
@@ -144,10 +144,12 @@ def load_latent(data: bytes, name: str, model: FaceModel) -> Inversion:
     if offsets is not None:
         if model.generator.field != "triplane":
             raise InputError(f"{name} holds tri-plane offsets, but this model has no tri-planes (a hash-grid head)")
-        planes = model.generator.field_params(model.w_avg[None, None].expand(1, model.generator.num_ws, -1), "const")
-        if not isinstance(offsets, Tensor) or offsets.shape != planes.shape:
+        generator = model.generator
+        size = generator.backbone.synthesis.img_resolution
+        planes = (1, 3, generator.plane_channels + generator.appearance_channels, size, size)
+        if not isinstance(offsets, Tensor) or tuple(offsets.shape) != planes:
             shape = tuple(offsets.shape) if isinstance(offsets, Tensor) else type(offsets).__name__
-            raise InputError(f"{name}: 'plane_offsets' must be {tuple(planes.shape)} for this model, got {shape}")
+            raise InputError(f"{name}: 'plane_offsets' must be {planes} for this model, got {shape}")
         offsets = offsets.float().to(model.w_avg.device)
     device = model.w_avg.device
     return Inversion(w=w.float().to(device), yaw_pitch=yaw_pitch.float().to(device), plane_offsets=offsets)

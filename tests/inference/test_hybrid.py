@@ -69,3 +69,31 @@ def test_pipeline_latent_file_restores_the_same_face_in_the_viewer(tmp_path):
     average = session._render(dataclasses.replace(view, truncation=0.0), saved["yaw_pitch"], 8)
     plain = model.render(model.w_avg.expand(1, model.generator.num_ws, -1), saved["yaw_pitch"]).image
     torch.testing.assert_close(average, plain)  # truncation 0: the average face, offsets scaled away
+
+
+def test_latent_files_of_decoupled_models_with_plane_offsets_load_in_the_viewer():
+    """Decoupled latents: w_avg is (num_ws, w_dim) and the planes carry appearance channels."""
+    import io
+
+    import pytest
+
+    from pix2nerf.inference import FaceModel, InputError
+    from pix2nerf.networks import Encoder, PlaneResidual
+    from tests.factories import tiny_generator
+
+    generator = tiny_generator(decoupled_latents=True, w_dim=16, image_resolution=16, sr_channels=(8, 8))
+    encoder = Encoder(img_resolution=16, num_ws=generator.num_ws, w_dim=16, channel_base=64, channel_max=8)
+    channels = generator.plane_channels + generator.appearance_channels
+    residual = PlaneResidual(16, 8, channels, channels=8, channel_max=16)
+    model = FaceModel(generator, encoder, residual=residual).eval().requires_grad_(False)
+    encoded = model.encode(IMAGE)
+
+    def upload(offsets: torch.Tensor) -> bytes:
+        buffer = io.BytesIO()
+        torch.save({"w": encoded.w, "yaw_pitch": encoded.yaw_pitch, "plane_offsets": offsets}, buffer)
+        return buffer.getvalue()
+
+    restored = load_latent(upload(encoded.plane_offsets), "latent.pt", model)
+    assert torch.equal(restored.w, encoded.w) and torch.equal(restored.plane_offsets, encoded.plane_offsets)
+    with pytest.raises(InputError, match="'plane_offsets' must be"):
+        load_latent(upload(encoded.plane_offsets[:, :, :4]), "latent.pt", model)

@@ -289,3 +289,12 @@ def test_generator_teacher_trains_the_encoder_on_any_data(tmp_path):
     for name in ("teacher_multiview_l1", "teacher_depth", "teacher_exact_pose", "teacher_field"):
         assert torch.isfinite(logged[f"train/{name}"]), name
     assert any(not torch.equal(before[k], v) for k, v in system.encoder.state_dict().items())
+
+
+def test_stage2_residual_trains_during_the_warm_up_on_reconstruction_alone(tmp_path):
+    """Warm-up detaches the encoder's outputs only: a residual on a frozen encoder still learns from (3)."""
+    residual = PlaneResidual(16, 8, 4, channels=8, channel_max=16)
+    system = tiny_pix2nerf(residual=residual, freeze_encoder=True, generator_mode="freeze", warmup_steps=100)
+    before = {k: v.clone() for k, v in system.residual.state_dict().items()}
+    fit(system, tmp_path, steps=1)
+    assert any(not torch.equal(before[k], v) for k, v in system.residual.state_dict().items())
