@@ -131,7 +131,8 @@ class Evaluation:
         items = self.heads.__getitems__(indices)
         by_view = [items[v :: self.views] for v in range(self.views)]  # per view: one item per identity
         all_images, all_angles = stack(items, "image", self.device), stack(items, "yaw_pitch", self.device)
-        self.scores["pose_error_deg"].append(pose_error_degrees(self.model.encode(all_images).yaw_pitch, all_angles))
+        poses = self.model.encode_stage1(all_images).yaw_pitch  # the residual does not change the pose
+        self.scores["pose_error_deg"].append(pose_error_degrees(poses, all_angles))
         if self.inception is not None:
             self.distribution_samples(all_images, all_angles)
         for prefix, (yaw, refinement) in self.passes.items():

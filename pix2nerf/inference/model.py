@@ -72,16 +72,21 @@ class FaceModel(nn.Module):
     def encode(self, image: Tensor) -> EncoderOutput:
         """image (B, 3, H, W) in [-1, 1] -> latents, yaw/pitch and, with a residual, plane offsets (rendering the
         stage-1 inversion at the input's size once); without an encoder: w_avg, frontal."""
+        encoded = self.encode_stage1(image)
+        if self.residual is None:
+            return encoded
+        stage1 = self.render(encoded.w, encoded.yaw_pitch).image
+        with self.autocast():
+            offsets = self.residual(image, resize(stage1, image.shape[-1])).float()
+        return EncoderOutput(w=encoded.w, yaw_pitch=encoded.yaw_pitch, plane_offsets=offsets)
+
+    def encode_stage1(self, image: Tensor) -> EncoderOutput:
+        """image (B, 3, H, W) in [-1, 1] -> latents and yaw/pitch from the encoder alone, without the residual's
+        render (all a pose estimate needs); without an encoder: w_avg, frontal."""
         if self.encoder is not None:
             with self.autocast():
                 encoded = self.encoder(image, self.w_avg)
-            w, yaw_pitch = encoded.w.float(), encoded.yaw_pitch.float()
-            offsets = None
-            if self.residual is not None:
-                stage1 = self.render(w, yaw_pitch).image
-                with self.autocast():
-                    offsets = self.residual(image, resize(stage1, image.shape[-1])).float()
-            return EncoderOutput(w=w, yaw_pitch=yaw_pitch, plane_offsets=offsets)
+            return EncoderOutput(w=encoded.w.float(), yaw_pitch=encoded.yaw_pitch.float())
         batch = image.shape[0]
         w = self.w_avg.expand(batch, self.generator.num_ws, -1).clone()
         return EncoderOutput(w=w, yaw_pitch=image.new_zeros(batch, 2))

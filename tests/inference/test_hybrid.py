@@ -97,3 +97,16 @@ def test_latent_files_of_decoupled_models_with_plane_offsets_load_in_the_viewer(
     assert torch.equal(restored.w, encoded.w) and torch.equal(restored.plane_offsets, encoded.plane_offsets)
     with pytest.raises(InputError, match="'plane_offsets' must be"):
         load_latent(upload(encoded.plane_offsets[:, :, :4]), "latent.pt", model)
+
+
+def test_stage1_encoding_gives_the_same_latent_and_pose_without_rendering(monkeypatch):
+    model = tiny_face_model(residual=True)
+    full = model.encode(IMAGE)
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("stage 1 alone must not render")
+
+    monkeypatch.setattr(model, "render", no_render)
+    stage1 = model.encode_stage1(IMAGE)
+    assert torch.equal(stage1.w, full.w) and torch.equal(stage1.yaw_pitch, full.yaw_pitch)
+    assert stage1.plane_offsets is None and full.plane_offsets is not None
