@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -119,13 +120,19 @@ class LatestRequests:
 class ViewerServer(ThreadingHTTPServer):
     """A threaded HTTP server holding the session (renders are serialised by the session's lock).
 
+    Request threads are joined on :meth:`server_close`, not left as daemons: a daemon thread still freeing
+    tensors while the interpreter exits aborts the process (``terminate called without an active exception``).
+    Closing first shuts the open keep-alive connections down, so their threads end at once instead of waiting
+    for the browser's next request; a render in progress finishes.
+
     Args:
         session: the model and face being explored.
         address: (host, port) to bind.
         allowed_hosts: Host header names served besides ``address``'s host and ``LOCAL_HOSTS``.
     """
 
-    daemon_threads = True
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, session: ViewerSession, address: tuple[str, int], allowed_hosts: Iterable[str] = ()) -> None:
         super().__init__(address, ViewerHandler)
@@ -134,6 +141,29 @@ class ViewerServer(ThreadingHTTPServer):
         self.allowed_hosts = frozenset(name.lower() for name in (address[0], *LOCAL_HOSTS, *extra))
         self.requests = LatestRequests()
         self.page = page()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Stop listening, end the open connections and wait for their threads."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client already closed it
+        super().server_close()
 
     @property
     def url(self) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from http import HTTPStatus
+from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,7 +28,8 @@ from pix2nerf.inference.mesh import density_grid
 from pix2nerf.viewer import ViewerOptions, ViewerServer, ViewerSession, make_server
 from pix2nerf.viewer.server import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
 from tests.factories import tiny_face_model
-from tests.viewer.client import Response, fetch, send
+from tests.viewer.client import TIMEOUT_S, Response, fetch, send
+from tests.viewer.conftest import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN_PIXEL_STD = 1.0
@@ -37,6 +39,8 @@ MIN_MEAN_DIFFERENCE = 0.5
 POLL_S = 0.01
 TOOL_TIMEOUT_S = 120
 """Longest a tool started by a test may run (Python and torch start slowly on a busy machine)."""
+CLOSE_WAIT_S = 5.0
+"""Closing a server with an idle keep-alive connection takes well under this (no wait for the client)."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALLOWED_HOST = "viewer.lan"
 
@@ -334,3 +338,19 @@ def test_tool_serves_the_input_it_was_started_with(viewer, head_png, tmp_path):
     finally:
         watchdog.cancel()
         process.kill()
+
+
+def test_closing_ends_open_keep_alive_connections_and_joins_their_threads():
+    """A browser keeps connections open; closing must end their threads (a daemon thread left running while the
+    interpreter exits can abort the process) and must not wait for the browser's next request."""
+    server = make_server(ViewerSession(tiny_face_model(), OPTIONS), "127.0.0.1", 0)
+    before = set(threading.enumerate())
+    with serving(server):
+        parts = urlsplit(server.url)
+        connection = HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S)
+        connection.request("GET", "/api/info")
+        assert connection.getresponse().read() and connection.sock is not None  # kept alive
+        start = time.perf_counter()
+    assert time.perf_counter() - start < CLOSE_WAIT_S
+    assert not [thread for thread in set(threading.enumerate()) - before if thread.is_alive()]
+    connection.close()
