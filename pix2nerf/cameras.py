@@ -245,6 +245,12 @@ def flip_yaw(cameras: Cameras) -> Cameras:
     return Cameras(mirror @ cameras.cam2world @ mirror, cameras.intrinsics.clone())
 
 
+def mirror_yaw_pitch(yaw_pitch: Tensor) -> Tensor:
+    """(yaw, pitch) (..., 2) of the mirrored views on a prior's sphere (its pivot lies on the x = 0 plane): the
+    render there of the mirrored scene is the horizontally flipped image (:func:`flip_yaw`)."""
+    return yaw_pitch * yaw_pitch.new_tensor([-1.0, 1.0])
+
+
 @dataclass(frozen=True)
 class PosePrior:
     """Distribution of camera yaw and pitch (radians) around the frontal view.

@@ -7,6 +7,7 @@ import torch
 from pix2nerf.cameras import (
     FACE_FOCAL,
     FACE_PIVOT,
+    FACE_PRIOR,
     FACE_RADIUS,
     Cameras,
     PosePrior,
@@ -15,7 +16,9 @@ from pix2nerf.cameras import (
     focal_from_fov,
     fov_from_focal,
     look_at,
+    mirror_yaw_pitch,
     pixel_centers,
+    prior_cameras,
     rays,
     sample_poses,
     sample_yaw_pitch,
@@ -141,6 +144,12 @@ def test_flip_yaw_twice_is_identity_and_mirrors_projection():
     torch.testing.assert_close(uv_flip[..., 0], 1.0 - uv[..., 0], atol=1e-5, rtol=0)
     torch.testing.assert_close(uv_flip[..., 1], uv[..., 1], atol=1e-5, rtol=0)
     torch.testing.assert_close(depth_flip, depth, atol=1e-5, rtol=0)
+
+
+def test_mirrored_yaw_pitch_gives_the_mirrored_camera_on_the_prior_sphere():
+    angles = torch.tensor([[0.35, 0.2], [-0.6, -0.1]])
+    mirrored = prior_cameras(mirror_yaw_pitch(angles), FACE_PRIOR)
+    torch.testing.assert_close(mirrored.cam2world, flip_yaw(prior_cameras(angles, FACE_PRIOR)).cam2world)
 
 
 def test_focal_fov_conversion():

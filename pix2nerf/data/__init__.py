@@ -6,6 +6,7 @@ from pix2nerf.data.folder import ImageFolderDataset
 from pix2nerf.data.heads import NUM_SEMANTIC_CLASSES, SEMANTIC_CLASSES, HeadImages, render_heads, sample_heads
 from pix2nerf.data.images import ImageReadError, read_image, write_image
 from pix2nerf.data.synthetic import EVAL_PITCHES, EVAL_YAWS, TEST_SEED_OFFSET, SyntheticHeads
+from pix2nerf.data.teacher_cache import TeacherCache
 
 __all__ = [
     "EVAL_PITCHES",
@@ -20,6 +21,7 @@ __all__ = [
     "HeadImages",
     "ImageReadError",
     "SyntheticHeads",
+    "TeacherCache",
     "read_image",
     "read_labels",
     "render_heads",

@@ -44,7 +44,7 @@ _BATCH_KEYS = (
     "depth",
     "mask",
     "identity",
-    *(f"target_{key}" for key in ("image", "camera", "yaw_pitch", "depth", "mask")),
+    *(f"target_{key}" for key in ("image", "camera", "yaw_pitch", "depth", "mask", "semantics")),
 )
 
 

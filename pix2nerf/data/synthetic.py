@@ -69,7 +69,8 @@ class SyntheticHeads(Dataset):
     ``depth`` (1, H, W) z-depth, +inf on background; ``mask`` (1, H, W) bool; ``semantics`` (H, W) int64
     CelebAMask-HQ ids; ``identity`` and ``view`` ints (view is -1 in the training split). With ``target_views``
     K > 0, training items also carry ``target_image`` (K, 3, H, W), ``target_camera`` (K, 25),
-    ``target_yaw_pitch`` (K, 2), ``target_depth`` (K, 1, H, W) and ``target_mask`` (K, 1, H, W): the same head
+    ``target_yaw_pitch`` (K, 2), ``target_depth`` (K, 1, H, W), ``target_mask`` (K, 1, H, W) and
+    ``target_semantics`` (K, H, W): the same head
     (same light) seen from the K target cameras, exact like the source view.
     A ``DataLoader`` fetches a whole batch with one batched render (``__getitems__``).
     """
@@ -160,6 +161,7 @@ class SyntheticHeads(Dataset):
                     "target_yaw_pitch": torch.tensor([[v.yaw, v.pitch] for v in own]),
                     "target_depth": out.depth[rows],
                     "target_mask": out.mask[rows],
+                    "target_semantics": out.semantics[rows],
                 }
             )
         return items

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from pix2nerf.cameras import mirror_yaw_pitch
 from pix2nerf.inference.model import FaceModel
 from pix2nerf.losses.perceptual import LPIPS
 from pix2nerf.networks.generator import Generator
@@ -93,7 +94,7 @@ class ReconstructionLoss:
         options = self.options
         angles = yaw_pitch
         if options.symmetry_weight > 0:
-            angles = torch.cat([yaw_pitch, yaw_pitch * yaw_pitch.new_tensor([-1.0, 1.0])])
+            angles = torch.cat([yaw_pitch, mirror_yaw_pitch(yaw_pitch)])
         offsets = self.plane_offsets
         if offsets is not None:
             offsets = offsets.expand(angles.shape[0], *offsets.shape[1:])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -11,9 +13,20 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, prior_cameras, sample_yaw_pitch
+from pix2nerf.cameras import (
+    FACE_PRIOR,
+    Cameras,
+    PosePrior,
+    look_at,
+    mirror_yaw_pitch,
+    prior_cameras,
+    sample_yaw_pitch,
+)
+from pix2nerf.data import TeacherCache
+from pix2nerf.data.semantics import resize_labels
 from pix2nerf.evaluation import HEADLINE_OFFSET_DEG, NOVEL_OFFSETS_DEG, SourceViews, score_inversions
 from pix2nerf.inference import FaceModel
+from pix2nerf.inference.bundle import weights_digest
 from pix2nerf.io import load_encoder_bundle, load_generator_bundle
 from pix2nerf.layers import resize
 from pix2nerf.losses import generator_loss
@@ -68,20 +81,23 @@ class Pix2NeRF(GAN3D):
     Each training step runs the GAN steps, then an encoder step with
     (2) inversion of generated images (latent and pose regression),
     (3) reconstruction of real images at the predicted pose (MSE + (1 - SSIM) + LPIPS),
-    (4) a conditional adversarial loss on novel views of the inverted latents.
+    (4) a conditional adversarial loss on novel views of the inverted latents,
+    (4b) optionally a mirror-symmetry prior for the unseen side (the view at the mirrored pose must look like the
+    mirrored input; faces are roughly symmetric), which single-view real data has nothing else to constrain.
     During ``warmup_steps`` the encoder's outputs are detached in (3) and (4), so only (2) trains it.
 
     With exact multi-view data (synthetic heads with ``data.target_views`` K > 0) it adds (5) multi-view
     supervision (LP3D-style distillation from ground truth): the inverted latent is rendered at the source's and
     the K targets' exact cameras and compared with the exact views (L1, LPIPS), depths and foreground masks, and
-    the encoder's pose is regressed on the exact source pose. (5) is supervised and well posed, so it trains the
+    the encoder's pose is regressed on the exact source pose; semantic generators also get the cross-entropy of
+    their rendered class maps against the exact label maps. (5) is supervised and well posed, so it trains the
     encoder from the first step.
 
     With ``generator_teacher_views`` K > 0 it adds (6) distillation from a generator (LP3D-style; any trained or
     imported one, e.g. a frozen EG3D model): the EMA generator renders B fresh latents from 1 + K cameras of the
     prior, and the encoder's inversion of the first view gets (5)'s losses against all of them (colour, depth and
-    silhouette of the renders, the exact pose) plus L1 to the teacher's tri-planes. It works on any data, real
-    photos included.
+    silhouette of the renders, the teacher's most likely classes for semantic generators, the exact pose) plus L1
+    to the teacher's tri-planes. It works on any data, real photos included.
 
     With a ``residual`` (the hybrid encoder's stage 2, GOAE/TriPlaneNet-style) the encoder's latent is rendered at
     its pose, and the residual turns the input and that render into tri-plane offsets; (3) to (5) then render the
@@ -94,6 +110,7 @@ class Pix2NeRF(GAN3D):
         latent_weight, pose_weight: weights of (2).
         mse_weight, ssim_weight, lpips_weight: weights of (3).
         adversarial_weight: weight of (4).
+        symmetry_weight: weight of (4b), the MSE between the render at the mirrored pose and the flipped input.
         warmup_steps: training steps before (3) and (4) reach the encoder.
         generator_mode: ``"train"`` (G keeps its GAN training and also learns from (3) to (5)), ``"freeze"``
             (a pretrained G stays fixed; only D and the encoder train) or ``"reconstruct"`` (no GAN steps: G and
@@ -111,6 +128,8 @@ class Pix2NeRF(GAN3D):
         multiview_weight, multiview_lpips_weight: L1 and LPIPS of (5)'s renders against the exact views.
         depth_weight: L1 of (5)'s z-depth against the exact depth on foreground pixels (world units).
         opacity_weight: L1 of (5)'s opacity against the exact foreground coverage.
+        semantic_weight: cross-entropy of (5)'s rendered class maps against the exact label maps (semantic
+            generators only; the batch must carry ``semantics``).
         exact_pose_weight: MSE of the encoder's (yaw, pitch) on real images against exact labels, when the batch
             has them (synthetic heads).
         residual: stage 2 of the hybrid encoder (tri-plane generators only), trained by the encoder optimizer;
@@ -120,6 +139,11 @@ class Pix2NeRF(GAN3D):
             (5) apply to (6)'s terms too (logged as ``teacher_*``).
         teacher_field_weight: L1 between the inversion's field parameters (tri-planes, with the residual's offsets)
             and the teacher's, in (6).
+        teacher_cache: a folder where (6)'s samples are kept (:class:`~pix2nerf.data.TeacherCache`), for slow
+            teachers such as imported EG3D models: the first ``teacher_cache_size`` samples are rendered and saved,
+            later steps (and later runs with the same teacher and settings) draw from them. Needs
+            ``generator_mode="freeze"`` (a training teacher's samples go stale). Memory: the cache stays in RAM.
+        teacher_cache_size: samples the cache holds.
         **gan_kwargs: :class:`GAN3D` arguments.
     """
 
@@ -151,11 +175,15 @@ class Pix2NeRF(GAN3D):
         multiview_lpips_weight: float = 0.0,
         depth_weight: float = 0.0,
         opacity_weight: float = 0.0,
+        semantic_weight: float = 0.0,
+        symmetry_weight: float = 0.0,
         exact_pose_weight: float = 0.0,
         residual: PlaneResidual | None = None,
         freeze_encoder: bool = False,
         generator_teacher_views: int = 0,
         teacher_field_weight: float = 0.0,
+        teacher_cache: str | None = None,
+        teacher_cache_size: int = 4096,
         **gan_kwargs: Any,
     ) -> None:
         super().__init__(generator, discriminator, optimizer_g, optimizer_d, **gan_kwargs)
@@ -173,6 +201,16 @@ class Pix2NeRF(GAN3D):
             raise ValueError(f"generator_mode must be one of {GENERATOR_MODES}, got {generator_mode!r}")
         if generator_mode == "reconstruct" and adversarial_weight > 0:
             raise ValueError("generator_mode='reconstruct' trains no discriminator: set adversarial_weight to 0")
+        if teacher_cache is not None and (generator_mode != "freeze" or generator_teacher_views == 0):
+            raise ValueError(
+                "teacher_cache keeps a frozen teacher's samples: set generator_mode='freeze' and "
+                "generator_teacher_views > 0 (or drop teacher_cache)"
+            )
+        if semantic_weight > 0 and generator.num_semantic_classes == 0:
+            raise ValueError(
+                "semantic_weight needs a generator that renders semantics: set its num_semantic_classes "
+                "(or semantic_weight: 0)"
+            )
         self.save_hyperparameters(
             ignore=["generator", "discriminator", "encoder", "residual", "optimizer_g", "optimizer_d", "optimizer_e"]
         )
@@ -184,6 +222,8 @@ class Pix2NeRF(GAN3D):
         if lpips_weight > 0 or multiview_lpips_weight > 0:
             self.lpips = LPIPS(lpips_net, offline_random_backbone=lpips_offline_random)
         self.encoder_augmentation = encoder_augmentation(encoder_augment_p)
+        self._teacher_weights: str | None = None
+        self._teacher_cache: TeacherCache | None = None
         if gan_checkpoint and generator_bundle:
             raise ValueError("pass gan_checkpoint or generator_bundle, not both")
         if gan_checkpoint:
@@ -293,8 +333,9 @@ class Pix2NeRF(GAN3D):
     ) -> dict[str, Tensor]:
         """(5): render latents w (B, num_ws, w_dim) with plane offsets (B, 3, C, P, P) or None at the source's and
         the K targets' exact cameras and compare with the exact views: colour L1 (and LPIPS), z-depth L1 on fully
-        covered pixels, opacity vs coverage. ``params``: the field parameters of w (with the offsets), when already
-        computed."""
+        covered pixels, opacity vs coverage, and for ``semantic_weight`` > 0 the cross-entropy of the class maps
+        against ``semantics`` (B, H, W) / ``target_semantics`` (B, K, H, W). ``params``: the field parameters of w
+        (with the offsets), when already computed."""
         h = self.hparams
         if "target_image" not in batch:
             raise ValueError(
@@ -324,11 +365,50 @@ class Pix2NeRF(GAN3D):
         true_depth = F.adaptive_avg_pool2d(torch.where(mask, depth, 0.0), size) / coverage.clamp_min(1e-6)
         losses["depth"] = (out.depth - true_depth).abs()[covered].mean() if covered.any() else out.depth.sum() * 0
         losses["opacity"] = (out.opacity - coverage).abs().mean()
+        if h.semantic_weight > 0:
+            if "target_semantics" not in batch:
+                raise ValueError("semantic_weight needs label maps in the batch: use synthetic heads (they have them)")
+            labels = torch.cat([batch["semantics"][:, None], batch["target_semantics"]], dim=1).flatten(0, 1)
+            losses["semantic"] = F.cross_entropy(out.semantics, resize_labels(labels, out.semantics.shape[-1]))
         return losses
 
     @torch.no_grad()
     def teacher_views(self, batch_size: int, device: torch.device) -> TeacherViews:
-        """(6)'s data: B latents of the EMA generator (frontal conditioning, ``inversion_truncation_psi``) rendered
+        """(6)'s data: fresh renders of the teacher (:meth:`render_teacher_views`), or with ``teacher_cache``
+        rows of the on-disk cache once it holds ``teacher_cache_size`` of them (until then, fresh renders are
+        added to it)."""
+        cache = self.teacher_cache()
+        if cache is not None and cache.full:
+            return TeacherViews(*cache.sample(batch_size, device=device))
+        teacher = self.render_teacher_views(batch_size, device)
+        if cache is not None:
+            cache.add(teacher.batch, teacher.ws, teacher.params)
+        return teacher
+
+    def teacher_cache(self) -> TeacherCache | None:
+        """The cache of a frozen teacher's samples (None without ``teacher_cache``), fingerprinted by the
+        teacher's weights and every setting its samples depend on."""
+        h = self.hparams
+        if h.teacher_cache is None:
+            return None
+        if self._teacher_weights is None:  # the teacher is frozen: hash its weights once
+            self._teacher_weights = weights_digest(self.generator_ema.state_dict())
+        settings = {
+            "teacher": self._teacher_weights,
+            "views": 1 + h.generator_teacher_views,
+            "neural_resolution": self.neural_resolution(),
+            "truncation_psi": h.inversion_truncation_psi,
+            "prior": dataclasses.asdict(self.novel_prior),
+            "opacity_threshold": TEACHER_OPACITY,
+        }
+        fingerprint = json.dumps(settings, sort_keys=True)
+        if self._teacher_cache is None or self._teacher_cache.fingerprint != fingerprint:
+            self._teacher_cache = TeacherCache(h.teacher_cache, h.teacher_cache_size, fingerprint)
+        return self._teacher_cache
+
+    @torch.no_grad()
+    def render_teacher_views(self, batch_size: int, device: torch.device) -> TeacherViews:
+        """B fresh latents of the EMA generator (frontal conditioning, ``inversion_truncation_psi``) rendered
         from 1 + ``generator_teacher_views`` cameras drawn from ``novel_prior``."""
         teacher, views = self.generator_ema, 1 + self.hparams.generator_teacher_views
         z = torch.randn(batch_size, teacher.z_dim, device=device)
@@ -350,6 +430,8 @@ class Pix2NeRF(GAN3D):
             "depth": out.depth,
             "mask": out.opacity > TEACHER_OPACITY,
         }
+        if out.semantics is not None:
+            fields["semantics"] = out.semantics.argmax(dim=1)
         batch = {}
         for name, value in fields.items():
             value = value.unflatten(0, (batch_size, views))
@@ -396,8 +478,17 @@ class Pix2NeRF(GAN3D):
             supervised.update(self.teacher_loss(real.device, real.shape[0]))
         if self.warming_up:  # the residual's offsets carry no encoder gradient (their stage-1 input is detached)
             w, angles = w.detach(), angles.detach()
-        recon = self.render(w, angles, plane_offsets=offsets)
-        reconstruction = self.reconstruction_loss(real, recon.image)
+        if h.symmetry_weight > 0:  # one render of the input and the mirrored pose
+            both = self.render(
+                torch.cat([w, w]),
+                torch.cat([angles, mirror_yaw_pitch(angles)]),
+                plane_offsets=None if offsets is None else torch.cat([offsets, offsets]),
+            ).image
+            recon_image, mirrored = both.chunk(2)
+            supervised["symmetry"] = F.mse_loss(mirrored, real.flip(-1))
+        else:
+            recon_image = self.render(w, angles, plane_offsets=offsets).image
+        reconstruction = self.reconstruction_loss(real, recon_image)
         zero = torch.zeros((), device=real.device)
         adversarial = zero
         if h.adversarial_weight > 0:
@@ -415,10 +506,13 @@ class Pix2NeRF(GAN3D):
             "multiview_lpips": h.multiview_lpips_weight,
             "depth": h.depth_weight,
             "opacity": h.opacity_weight,
+            "semantic": h.semantic_weight,
+            "symmetry": h.symmetry_weight,
             "teacher_multiview_l1": h.multiview_weight,
             "teacher_multiview_lpips": h.multiview_lpips_weight,
             "teacher_depth": h.depth_weight,
             "teacher_opacity": h.opacity_weight,
+            "teacher_semantic": h.semantic_weight,
             "teacher_exact_pose": h.exact_pose_weight,
             "teacher_field": h.teacher_field_weight,
         }

@@ -119,6 +119,7 @@ def test_target_views_are_exact_renders_of_the_same_head():
     torch.testing.assert_close(item["target_depth"], direct.depth)
     torch.testing.assert_close(item["target_camera"], cameras.label())
     assert torch.equal(item["target_mask"], direct.mask)
+    assert torch.equal(item["target_semantics"], direct.semantics)
     assert not torch.allclose(item["target_camera"][0], item["camera"])  # other cameras than the source's
     again = data.__getitems__([1, 4])[1]  # the same item whatever the batch
     torch.testing.assert_close(again["target_image"], item["target_image"])
@@ -130,5 +131,6 @@ def test_datamodule_batches_carry_target_views():
     batch = next(iter(data.train_dataloader()))
     assert batch["target_image"].shape == (2, 3, 3, 16, 16) and batch["target_depth"].shape == (2, 3, 1, 16, 16)
     assert batch["mask"].shape == (2, 1, 16, 16) and batch["target_yaw_pitch"].shape == (2, 3, 2)
+    assert batch["target_semantics"].shape == (2, 3, 16, 16) and batch["target_semantics"].dtype == torch.long
     with pytest.raises(ValueError, match="target_views needs source='synthetic'"):
         FaceDataModule(source="folder", path="photos", target_views=2)

@@ -32,8 +32,10 @@ MULTIVIEW_ONLY = dict(
 """Weights that train on the exact multi-view terms alone."""
 
 
-def tiny_pix2nerf(lr: float = 0.003, **overrides) -> Pix2NeRF:
-    generator = tiny_generator(neural_resolution=16, num_coarse=6, num_importance=6)
+def tiny_pix2nerf(lr: float = 0.003, num_semantic_classes: int = 0, **overrides) -> Pix2NeRF:
+    generator = tiny_generator(
+        neural_resolution=16, num_coarse=6, num_importance=6, num_semantic_classes=num_semantic_classes
+    )
     discriminator = Discriminator(img_resolution=16, channel_base=64, channel_max=8, mapping_layers=1)
     encoder = Encoder(img_resolution=16, num_ws=generator.num_ws, w_dim=8, channel_base=128, channel_max=16)
     adam = lambda params: torch.optim.Adam(params, lr=lr)  # noqa: E731
@@ -270,6 +272,65 @@ def test_generator_teacher_views_are_exact_for_the_teachers_own_latents():
         other = system.multiview_loss(teacher.ws.roll(1, dims=0), teacher.batch)
     assert own["multiview_l1"] < 1e-5 and own["depth"] < 1e-5
     assert other["multiview_l1"] > 1e-3
+
+
+def test_semantic_cross_entropy_is_lowest_for_the_teachers_own_latents_and_reaches_both_networks():
+    """Semantic generators: (5) adds the cross-entropy against label maps; the teacher's class maps are its own
+    latents' most likely classes, so its ws score lower than other ws."""
+    system = tiny_pix2nerf(num_semantic_classes=5, generator_teacher_views=2, multiview_weight=1.0, semantic_weight=1.0)
+    system.eval()
+    torch.manual_seed(0)
+    teacher = system.teacher_views(3, torch.device("cpu"))
+    assert teacher.batch["target_semantics"].shape == (3, 2, 16, 16)
+    with torch.no_grad():
+        own = system.multiview_loss(teacher.ws, teacher.batch)["semantic"]
+        other = system.multiview_loss(teacher.ws.roll(1, dims=0), teacher.batch)["semantic"]
+    assert own < other
+    w = system.encode(teacher.batch["image"]).w
+    system.multiview_loss(w, teacher.batch)["semantic"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.generator.parameters())
+
+
+def test_semantic_weight_needs_a_semantic_generator():
+    with pytest.raises(ValueError, match="num_semantic_classes"):
+        tiny_pix2nerf(semantic_weight=1.0)
+
+
+@pytest.mark.parametrize("symmetry_weight", [0.0, 1.0])
+def test_symmetry_prior_trains_on_single_view_data(tmp_path, symmetry_weight):
+    """(4b) on real images without extra views, as the only encoder loss: it moves the encoder (nothing else does)."""
+    nothing_else = dict(mse_weight=0.0, ssim_weight=0.0, latent_weight=0.0, pose_weight=0.0, adversarial_weight=0.0)
+    system = tiny_pix2nerf(symmetry_weight=symmetry_weight, warmup_steps=0, lpips_weight=0.0, **nothing_else)
+    before = {k: v.clone() for k, v in system.encoder.state_dict().items()}
+    data = FaceDataModule(resolution=16, batch_size=2, num_identities=2, epoch_length=4, val_size=2)
+    run = trainer(tmp_path, max_steps=3, enable_checkpointing=False)
+    run.fit(system, data)
+    assert ("train/symmetry" in run.callback_metrics) == (symmetry_weight > 0)
+    changed = any(not torch.equal(before[k], v) for k, v in system.encoder.state_dict().items())
+    assert changed == (symmetry_weight > 0)
+
+
+def test_teacher_cache_keeps_a_frozen_teachers_samples_for_later_steps_and_runs(tmp_path):
+    settings = dict(
+        generator_mode="freeze", generator_teacher_views=1, teacher_cache=str(tmp_path), teacher_cache_size=4
+    )
+    system = tiny_pix2nerf(**settings)
+    torch.manual_seed(0)
+    fresh = [system.teacher_views(2, torch.device("cpu")) for _ in range(2)]  # fills the cache
+    assert system.teacher_cache().full and len(list(tmp_path.glob("shard-*.safetensors"))) == 2
+    rendered = torch.cat([teacher.batch["target_image"] for teacher in fresh])
+    later = tiny_pix2nerf(**settings).teacher_views(3, torch.device("cpu"))  # a new run, same teacher: no render
+    for k in range(3):
+        row = (rendered - later.batch["target_image"][k]).abs().flatten(1).amax(1).argmin()
+        assert torch.equal(rendered[row], later.batch["target_image"][k])
+        assert torch.equal(torch.cat([t.ws for t in fresh])[row], later.ws[k])
+    other_teacher = tiny_pix2nerf(**settings)
+    next(other_teacher.generator_ema.parameters()).data.add_(1.0)
+    with pytest.raises(ValueError, match="different teacher"):
+        other_teacher.teacher_views(1, torch.device("cpu"))
+    with pytest.raises(ValueError, match="generator_mode='freeze'"):
+        tiny_pix2nerf(**{**settings, "generator_mode": "train"})
 
 
 def test_generator_teacher_trains_the_encoder_on_any_data(tmp_path):
