@@ -38,6 +38,8 @@ class FENeRF(GAN3D):
         **gan_kwargs: :class:`GAN3D` arguments.
     """
 
+    NOT_HYPERPARAMETERS = (*GAN3D.NOT_HYPERPARAMETERS, "semantic_discriminator", "optimizer_s")
+
     def __init__(
         self,
         generator: Generator,
@@ -61,9 +63,6 @@ class FENeRF(GAN3D):
                 f"the semantic discriminator must take {classes} class channels + RGB = {classes + RGB_CHANNELS} "
                 f"channels and not be dual; it takes img_channels={channels}, dual={semantic_discriminator.dual}"
             )
-        self.save_hyperparameters(
-            ignore=["generator", "discriminator", "semantic_discriminator", "optimizer_g", "optimizer_d", "optimizer_s"]
-        )
         self.semantic_discriminator = semantic_discriminator
         self.optimizer_s = optimizer_s
 

@@ -6,16 +6,18 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import kornia
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
+from torch.optim import Optimizer
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, yaw_pitch
 from pix2nerf.checkpoint_keys import CAMERA_PRIOR, NETWORK_SPECS, TRAINING_SECONDS
@@ -94,6 +96,10 @@ class GAN3D(L.LightningModule):
             discriminator stays eager: R1 needs a double backward, which compiled graphs do not support.
     """
 
+    NOT_HYPERPARAMETERS: ClassVar[tuple[str, ...]] = ("generator", "discriminator", "optimizer_g", "optimizer_d")
+    """Constructor arguments that are networks or optimizer factories, not hyperparameters (networks are saved as
+    weights); each subclass adds its own."""
+
     def __init__(
         self,
         generator: Generator,
@@ -121,19 +127,7 @@ class GAN3D(L.LightningModule):
         compile_networks: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=[
-                "generator",
-                "discriminator",
-                "encoder",
-                "residual",
-                "semantic_discriminator",
-                "optimizer_g",
-                "optimizer_d",
-                "optimizer_e",
-                "optimizer_s",
-            ]
-        )
+        self.save_hyperparameters(ignore=list(self.NOT_HYPERPARAMETERS))
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -272,14 +266,19 @@ class GAN3D(L.LightningModule):
         """float32 for the real pass whose input gradients R1 penalises (a gradient of a gradient), else as is."""
         return full_precision(self.device) if run_r1 else nullcontext()
 
-    def optimize(self, optimizer, loss: Tensor, name: str = "loss") -> None:
-        """Refuse a non-finite loss (``name`` in the error), then backward, optional gradient clipping, step."""
+    def optimize(self, optimizers: Optimizer | Sequence[Optimizer], loss: Tensor, name: str = "loss") -> None:
+        """Refuse a non-finite loss (``name`` in the error), then backward and, for each optimizer (one or several
+        networks trained by the same loss), optional gradient clipping and a step."""
+        optimizers = [optimizers] if isinstance(optimizers, Optimizer | LightningOptimizer) else list(optimizers)
         self.ensure_finite({name: loss})
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if self.hparams.grad_clip:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
+        for optimizer in optimizers:
+            if self.hparams.grad_clip:
+                clip = self.hparams.grad_clip
+                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            optimizer.step()
 
     def ensure_finite(self, losses: dict[str, Tensor]) -> None:
         """Raise :class:`TrainingDivergedError` naming the step and the first non-finite loss: one check of all the

@@ -147,6 +147,8 @@ class Pix2NeRF(GAN3D):
         **gan_kwargs: :class:`GAN3D` arguments.
     """
 
+    NOT_HYPERPARAMETERS = (*GAN3D.NOT_HYPERPARAMETERS, "encoder", "residual", "optimizer_e")
+
     def __init__(
         self,
         generator: Generator,
@@ -211,9 +213,6 @@ class Pix2NeRF(GAN3D):
                 "semantic_weight needs a generator that renders semantics: set its num_semantic_classes "
                 "(or semantic_weight: 0)"
             )
-        self.save_hyperparameters(
-            ignore=["generator", "discriminator", "encoder", "residual", "optimizer_g", "optimizer_d", "optimizer_e"]
-        )
         self.encoder = encoder
         self.residual = residual
         self.optimizer_e = optimizer_e
@@ -519,16 +518,7 @@ class Pix2NeRF(GAN3D):
         terms = {**inversion, **reconstruction, **supervised}
         loss = sum((weights[name] * terms.get(name, zero) for name in weights), h.adversarial_weight * adversarial)
         trains_generator = h.generator_mode in ("train", "reconstruct")
-        opt_e.zero_grad(set_to_none=True)
-        if trains_generator:
-            opt_g.zero_grad(set_to_none=True)
-        self.ensure_finite({"train/loss_e": loss})
-        self.manual_backward(loss)
-        if h.grad_clip:
-            self.clip_gradients(opt_e, gradient_clip_val=h.grad_clip, gradient_clip_algorithm="norm")
-        opt_e.step()
-        if trains_generator:
-            opt_g.step()
+        self.optimize([opt_e, opt_g] if trains_generator else [opt_e], loss, "train/loss_e")
 
         losses.update({f"train/{name}": value.detach() for name, value in terms.items()})
         losses["train/conditional_adversarial"] = adversarial.detach()

@@ -359,3 +359,11 @@ def test_stage2_residual_trains_during_the_warm_up_on_reconstruction_alone(tmp_p
     before = {k: v.clone() for k, v in system.residual.state_dict().items()}
     fit(system, tmp_path, steps=1)
     assert any(not torch.equal(before[k], v) for k, v in system.residual.state_dict().items())
+
+
+def test_hyperparameters_hold_settings_not_networks():
+    """Networks are saved as weights: the hyperparameters (and so every checkpoint's) hold the settings only."""
+    system = tiny_pix2nerf(symmetry_weight=0.5)
+    assert system.hparams["symmetry_weight"] == 0.5 and system.hparams["r1_gamma"] == 1.0
+    assert not set(system.hparams) & set(Pix2NeRF.NOT_HYPERPARAMETERS)
+    assert {"generator", "encoder", "optimizer_e"} <= set(Pix2NeRF.NOT_HYPERPARAMETERS)
