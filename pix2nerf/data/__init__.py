@@ -1,5 +1,6 @@
 """Data: EG3D-format data sets and procedural synthetic heads with exact cameras, depth and semantics."""
 
+from pix2nerf.data.batch import BATCH_KEYS, FaceBatch
 from pix2nerf.data.datamodule import FaceDataModule
 from pix2nerf.data.eg3d import DatasetFormatError, EG3DDataset, read_labels
 from pix2nerf.data.folder import ImageFolderDataset
@@ -9,6 +10,7 @@ from pix2nerf.data.synthetic import EVAL_PITCHES, EVAL_YAWS, TEST_SEED_OFFSET, S
 from pix2nerf.data.teacher_cache import TeacherCache
 
 __all__ = [
+    "BATCH_KEYS",
     "EVAL_PITCHES",
     "EVAL_YAWS",
     "NUM_SEMANTIC_CLASSES",
@@ -18,6 +20,7 @@ __all__ = [
     "EG3DDataset",
     "FaceDataModule",
     "ImageFolderDataset",
+    "FaceBatch",
     "HeadImages",
     "ImageReadError",
     "SyntheticHeads",

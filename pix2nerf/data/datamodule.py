@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from pix2nerf.cameras import FACE_PRIOR, PosePrior
+from pix2nerf.data.batch import BATCH_KEYS, FaceBatch
 from pix2nerf.data.eg3d import EG3DDataset
 from pix2nerf.data.folder import ImageFolderDataset
 from pix2nerf.data.synthetic import SyntheticHeads
@@ -36,21 +37,10 @@ class EpochSeededSampler(Sampler[int]):
         return self.length
 
 
-_BATCH_KEYS = (
-    "image",
-    "camera",
-    "yaw_pitch",
-    "semantics",
-    "depth",
-    "mask",
-    "identity",
-    *(f"target_{key}" for key in ("image", "camera", "yaw_pitch", "depth", "mask", "semantics")),
-)
-
-
-def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
+def _collate(items: list[dict]) -> FaceBatch:
     """Stack the tensors a system may use (synthetic items also carry ground-truth depth and identity)."""
-    return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in _BATCH_KEYS if key in items[0]}
+    present = [key for key in BATCH_KEYS if key in items[0]]
+    return cast(FaceBatch, {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in present})
 
 
 class FaceDataModule(L.LightningDataModule):

@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
+from pix2nerf.data import FaceBatch
 from pix2nerf.data.semantics import one_hot_labels, resize_labels
 from pix2nerf.layers import resize
 from pix2nerf.losses import discriminator_loss, generator_loss, r1_penalty
@@ -82,7 +83,7 @@ class FENeRF(GAN3D):
 
         return torch.cat([resized(probabilities) * 2.0 - 1.0, resized(rgb)], dim=1)
 
-    def real_semantic_input(self, batch: dict[str, Tensor]) -> Tensor:
+    def real_semantic_input(self, batch: FaceBatch) -> Tensor:
         """One-hot real label maps (nearest-resized, so they stay one-hot) with the real images."""
         if "semantics" not in batch:
             raise ValueError(
@@ -99,7 +100,7 @@ class FENeRF(GAN3D):
 
     # -- training -------------------------------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
         opt_g, opt_d, opt_s = self.optimizers()
         losses = {"train/loss_g": self.generator_step(batch, opt_g)}
         with torch.no_grad():
@@ -117,9 +118,7 @@ class FENeRF(GAN3D):
         self.log("train/semantic_g", loss.detach())
         return self.hparams.semantic_weight * loss
 
-    def semantic_discriminator_step(
-        self, batch: dict[str, Tensor], optimizer, fake: GeneratorOutput
-    ) -> dict[str, Tensor]:
+    def semantic_discriminator_step(self, batch: FaceBatch, optimizer, fake: GeneratorOutput) -> dict[str, Tensor]:
         """One semantic-D update: real label maps vs the fakes' rendered class maps, plus its lazy R1."""
         h = self.hparams
         c = batch["camera"]
@@ -147,7 +146,7 @@ class FENeRF(GAN3D):
 
     # -- validation ------------------------------------------------------------------------------------------------
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: FaceBatch, batch_idx: int) -> None:
         """GAN3D's validation plus the semantic discriminator's scores on real and EMA label maps."""
         super().validation_step(batch, batch_idx)
         c = batch["camera"]

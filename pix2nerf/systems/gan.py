@@ -21,6 +21,7 @@ from torch.optim import Optimizer
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, yaw_pitch
 from pix2nerf.checkpoint_keys import CAMERA_PRIOR, NETWORK_SPECS, TRAINING_SECONDS
+from pix2nerf.data import FaceBatch
 from pix2nerf.data.semantics import colorize_labels
 from pix2nerf.layers import resize
 from pix2nerf.losses import density_regularization, discriminator_loss, generator_loss, pose_loss, r1_penalty
@@ -193,13 +194,13 @@ class GAN3D(L.LightningModule):
 
     # -- training --------------------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
         optimizers = self.optimizers()
         losses = {"train/loss_g": self.generator_step(batch, optimizers[0])}
         losses.update(self.discriminator_step(batch, optimizers[1]))
         self.finish_step(batch["camera"].shape[0], losses)
 
-    def generator_step(self, batch: dict[str, Tensor], optimizer) -> Tensor:
+    def generator_step(self, batch: FaceBatch, optimizer) -> Tensor:
         """One G update: fool D on fakes rendered at the batch's cameras, plus the lazy density regulariser."""
         h = self.hparams
         c = batch["camera"]
@@ -226,9 +227,7 @@ class GAN3D(L.LightningModule):
         """Extra generator objectives on the G step's fakes (rendered at cameras c (B, 25)); None in GAN3D."""
         return None
 
-    def discriminator_step(
-        self, batch: dict[str, Tensor], optimizer, fake: GeneratorOutput | None = None
-    ) -> dict[str, Tensor]:
+    def discriminator_step(self, batch: FaceBatch, optimizer, fake: GeneratorOutput | None = None) -> dict[str, Tensor]:
         """One D update: real vs detached fakes, plus pose regression on reals and the lazy R1 penalty.
 
         ``fake``: fakes rendered at the batch's cameras without gradients (generated here when None).
@@ -340,7 +339,7 @@ class GAN3D(L.LightningModule):
         set_rng_state(self._training_rng)
         self._training_rng = None
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: FaceBatch, batch_idx: int) -> None:
         """D's scores on real and EMA samples, and the multi-view consistency of EMA renders."""
         real, c = batch["image"], batch["camera"]
         fake = self.generate(c, self.generator_ema)

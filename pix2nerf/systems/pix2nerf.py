@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import kornia
 import torch
@@ -22,7 +22,7 @@ from pix2nerf.cameras import (
     prior_cameras,
     sample_yaw_pitch,
 )
-from pix2nerf.data import TeacherCache
+from pix2nerf.data import FaceBatch, TeacherCache
 from pix2nerf.data.semantics import resize_labels
 from pix2nerf.evaluation import HEADLINE_OFFSET_DEG, NOVEL_OFFSETS_DEG, SourceViews, score_inversions
 from pix2nerf.inference import FaceModel
@@ -70,7 +70,7 @@ class TeacherViews:
             or ws for the hash grid).
     """
 
-    batch: dict[str, Tensor]
+    batch: FaceBatch
     ws: Tensor
     params: Tensor
 
@@ -328,7 +328,7 @@ class Pix2NeRF(GAN3D):
         return generator_loss(self.discriminate(novel.image, novel.image_raw, c).logits)
 
     def multiview_loss(
-        self, w: Tensor, batch: dict[str, Tensor], plane_offsets: Tensor | None = None, params: Tensor | None = None
+        self, w: Tensor, batch: FaceBatch, plane_offsets: Tensor | None = None, params: Tensor | None = None
     ) -> dict[str, Tensor]:
         """(5): render latents w (B, num_ws, w_dim) with plane offsets (B, 3, C, P, P) or None at the source's and
         the K targets' exact cameras and compare with the exact views: colour L1 (and LPIPS), z-depth L1 on fully
@@ -431,13 +431,13 @@ class Pix2NeRF(GAN3D):
         }
         if out.semantics is not None:
             fields["semantics"] = out.semantics.argmax(dim=1)
-        batch = {}
+        batch: dict[str, Tensor] = {}
         for name, value in fields.items():
             value = value.unflatten(0, (batch_size, views))
             batch[name] = value[:, 0]
             if name != "yaw_pitch":
                 batch[f"target_{name}"] = value[:, 1:]
-        return TeacherViews(batch, ws, params)
+        return TeacherViews(cast(FaceBatch, batch), ws, params)
 
     def teacher_loss(self, device: torch.device, batch_size: int) -> dict[str, Tensor]:
         """(6): invert the teacher's first views; (5)'s terms against all its views, exact pose, field L1."""
@@ -453,7 +453,7 @@ class Pix2NeRF(GAN3D):
 
     # -- training ---------------------------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
         opt_g, opt_d, opt_e = self.optimizers()
         h = self.hparams
         losses: dict[str, Tensor] = {}
@@ -534,17 +534,17 @@ class Pix2NeRF(GAN3D):
         precision = "bf16" if trainer is not None and "bf16" in str(trainer.precision) else "fp32"
         return FaceModel(self.generator_ema, self.encoder, self.novel_prior, precision, self.residual)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: FaceBatch, batch_idx: int) -> None:
         """The held-out protocol (:mod:`pix2nerf.evaluation`) on validation images, novel views at +-30 degrees."""
         self.log_scores("val", batch, (HEADLINE_OFFSET_DEG,))
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: FaceBatch, batch_idx: int) -> None:
         """The full held-out protocol: novel views at +-15/30/45 degrees, LPIPS when the system has its backbone,
         semantic mIoU when the generator renders semantics."""
         self.log_scores("test", batch, NOVEL_OFFSETS_DEG, self.lpips)
 
     def log_scores(
-        self, stage: str, batch: dict[str, Tensor], offsets_deg: tuple[int, ...], perceptual: LPIPS | None = None
+        self, stage: str, batch: FaceBatch, offsets_deg: tuple[int, ...], perceptual: LPIPS | None = None
     ) -> None:
         """Log the batch means of :func:`~pix2nerf.evaluation.score_inversions` under ``stage/``."""
         views = SourceViews.from_batch(batch)

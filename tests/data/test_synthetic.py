@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pix2nerf.cameras import Cameras, yaw_pitch
-from pix2nerf.data import FaceDataModule
+from pix2nerf.data import BATCH_KEYS, FaceDataModule
 from pix2nerf.data.eg3d import EG3DDataset
 from pix2nerf.data.synthetic import EVAL_PITCHES, EVAL_YAWS, TEST_SEED_OFFSET, HeadView, SyntheticHeads, render_views
 
@@ -132,5 +132,6 @@ def test_datamodule_batches_carry_target_views():
     assert batch["target_image"].shape == (2, 3, 3, 16, 16) and batch["target_depth"].shape == (2, 3, 1, 16, 16)
     assert batch["mask"].shape == (2, 1, 16, 16) and batch["target_yaw_pitch"].shape == (2, 3, 2)
     assert batch["target_semantics"].shape == (2, 3, 16, 16) and batch["target_semantics"].dtype == torch.long
+    assert set(batch) == set(BATCH_KEYS)  # synthetic heads give every key of the typed batch
     with pytest.raises(ValueError, match="target_views needs source='synthetic'"):
         FaceDataModule(source="folder", path="photos", target_views=2)
