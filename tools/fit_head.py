@@ -23,7 +23,7 @@ from pix2nerf.cameras import Cameras, look_at, rays, z_depth
 from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import HashGridHead, TriPlaneHead, density_activation
 from pix2nerf.inference.errors import check_command_line
-from pix2nerf.metrics import reprojection_error
+from pix2nerf.metrics import psnr, reprojection_error
 from pix2nerf.rendering import RayBundle, VolumeRenderer
 
 RAY_START, RAY_END = 2.25, 3.3
@@ -73,18 +73,6 @@ def views(cfg: DictConfig) -> tuple[Cameras, Cameras]:
     return train, test
 
 
-def psnr(prediction: Tensor, target: Tensor) -> float:
-    """PSNR in dB of images in [-1, 1] (computed on the [0, 1] scale)."""
-    mse = ((prediction - target) / 2).square().mean()
-    return float(10 * torch.log10(1.0 / mse))
-
-
-def render(field: FittedField, renderer: VolumeRenderer, origins: Tensor, directions: Tensor, background: Tensor):
-    bounds = torch.ones_like(origins[..., :1])
-    bundle = RayBundle(origins, directions, bounds * RAY_START, bounds * RAY_END)
-    return renderer(field, bundle, background=background)
-
-
 def fit(cfg: DictConfig) -> dict[str, float]:
     torch.manual_seed(cfg.seed)
     train_cams, test_cams = views(cfg)
@@ -108,7 +96,8 @@ def fit(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     for _ in range(cfg.steps):
         batch = torch.randint(0, origins.shape[1], (cfg.rays_per_step,), generator=generator)
-        out = render(field, renderer.train(), origins[:, batch], directions[:, batch], background)
+        bundle = RayBundle.between(origins[:, batch], directions[:, batch], RAY_START, RAY_END)
+        out = renderer.train()(field, bundle, background=background)
         loss = (out.values * 2 - 1 - colours[:, batch]).square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -118,7 +107,8 @@ def fit(cfg: DictConfig) -> dict[str, float]:
 
     with torch.no_grad():
         test_origins, test_dirs = rays(test_cams, cfg.resolution)
-        out = render(field, renderer.eval(), test_origins, test_dirs, background)
+        bundle = RayBundle.between(test_origins, test_dirs, RAY_START, RAY_END)
+        out = renderer.eval()(field, bundle, background=background)
         size = (len(test_cams), cfg.resolution, cfg.resolution)
         images = (out.values * 2 - 1).reshape(*size, 3).permute(0, 3, 1, 2)
         depth = z_depth(out.depth, test_dirs, test_cams).reshape(*size).unsqueeze(1)
@@ -129,8 +119,8 @@ def fit(cfg: DictConfig) -> dict[str, float]:
     background_only = (background * 2 - 1)[None, :, None, None].expand_as(tests.image)
     return {
         "field": cfg.field,
-        "test_psnr": psnr(images, tests.image),
-        "background_only_psnr": psnr(background_only, tests.image),
+        "test_psnr": float(psnr(images, tests.image).mean()),
+        "background_only_psnr": float(psnr(background_only, tests.image).mean()),
         "train_seconds": seconds,
         "steps": cfg.steps,
         "reprojection_error": float(consistency.mean()),

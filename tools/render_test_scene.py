@@ -33,8 +33,7 @@ def main(cfg: DictConfig) -> None:
     yaw = torch.linspace(-cfg.yaw_range, cfg.yaw_range, cfg.num_views)
     cameras = look_at(yaw, torch.full_like(yaw, cfg.pitch), device=device)
     origins, directions = rays(cameras, cfg.resolution)
-    bounds = torch.ones_like(origins[..., :1])
-    bundle = RayBundle(origins, directions, bounds * cfg.near, bounds * cfg.far)
+    bundle = RayBundle.between(origins, directions, cfg.near, cfg.far)
     renderer = VolumeRenderer(cfg.num_coarse, cfg.num_importance, jitter=False).eval()
     field = SpheresField.snowman_head().to(device)
 

@@ -81,61 +81,16 @@ FEATURE_BLEND = 0.015
 # Parameters
 # ---------------------------------------------------------------------------------------------------
 
-# Name -> width of every per-identity quantity the SDF and the colouring read, packed into one matrix
-# so that sphere tracing can compact rays and their heads with a single gather.
-_LAYOUT = {
-    "skull_centre": 3,
-    "skull_radii": 3,
-    "jaw_centre": 3,
-    "jaw_radii": 3,
-    "chin_centre": 3,
-    "chin_radius": 1,
-    "ridge_centre": 3,
-    "ridge_radii": 3,
-    "eye_centre": 3,  # the subject's left eye; the right one mirrors it in x
-    "eye_radius": 1,
-    "iris_cos": 1,
-    "pupil_cos": 1,
-    "brow_centre": 3,
-    "brow_radii": 3,
-    "brow_tilt": 1,
-    "nose_root": 3,
-    "nose_tip": 3,
-    "nose_radius": 1,
-    "tip_radius": 1,
-    "ala_centre": 3,
-    "ala_radius": 1,
-    "upper_lip_centre": 3,
-    "upper_lip_radii": 3,
-    "lower_lip_centre": 3,
-    "lower_lip_radii": 3,
-    "ear_centre": 3,
-    "ear_radii": 3,
-    "neck_top": 3,
-    "neck_radius": 1,
-    "hair_radii": 3,
-    "hairline": 1,
-    "hairline_slope": 1,
-    "hairstyle": 1,
-    "hair_fall_top": 1,
-    "bun_centre": 3,
-    "bun_radius": 1,
-    "skin_colour": 3,
-    "lip_colour": 3,
-    "hair_colour": 3,
-    "iris_colour": 3,
-    "background": 3,
-    "light": 3,
-    "ambient": 1,
-    "texture_freq": 3,
-    "texture_phase": 3,
-}
-_SLICES: dict[str, slice] = {}
-_offset = 0
-for _name, _width in _LAYOUT.items():
-    _SLICES[_name] = slice(_offset, _offset + _width)
-    _offset += _width
-PARAM_DIM = _offset
+
+class _Rows:
+    """A named block of ``width`` rows of :attr:`HeadParams.packed`, read as a (width, M, ...) view."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.rows = slice(0)
+
+    def __get__(self, params: HeadParams, owner: type | None = None) -> Tensor:
+        return params.packed[self.rows]
 
 
 class HeadParams:
@@ -143,17 +98,60 @@ class HeadParams:
 
     Stored structure-of-arrays as ``packed`` (PARAM_DIM, M): ``params.skull_radii`` is a (3, M) view
     whose rows are contiguous, which keeps the per-point SDF arithmetic vectorised and cache friendly.
+    Every quantity the SDF and the colouring read is one attribute below (its width in rows), packed into
+    one matrix so that sphere tracing can compact rays and their heads with a single gather.
     """
+
+    skull_centre = _Rows(3)
+    skull_radii = _Rows(3)
+    jaw_centre = _Rows(3)
+    jaw_radii = _Rows(3)
+    chin_centre = _Rows(3)
+    chin_radius = _Rows(1)
+    ridge_centre = _Rows(3)
+    ridge_radii = _Rows(3)
+    eye_centre = _Rows(3)  # the subject's left eye; the right one mirrors it in x
+    eye_radius = _Rows(1)
+    iris_cos = _Rows(1)
+    pupil_cos = _Rows(1)
+    brow_centre = _Rows(3)
+    brow_radii = _Rows(3)
+    brow_tilt = _Rows(1)
+    nose_root = _Rows(3)
+    nose_tip = _Rows(3)
+    nose_radius = _Rows(1)
+    tip_radius = _Rows(1)
+    ala_centre = _Rows(3)
+    ala_radius = _Rows(1)
+    upper_lip_centre = _Rows(3)
+    upper_lip_radii = _Rows(3)
+    lower_lip_centre = _Rows(3)
+    lower_lip_radii = _Rows(3)
+    ear_centre = _Rows(3)
+    ear_radii = _Rows(3)
+    neck_top = _Rows(3)
+    neck_radius = _Rows(1)
+    hair_radii = _Rows(3)
+    hairline = _Rows(1)
+    hairline_slope = _Rows(1)
+    hairstyle = _Rows(1)
+    hair_fall_top = _Rows(1)
+    bun_centre = _Rows(3)
+    bun_radius = _Rows(1)
+    skin_colour = _Rows(3)
+    lip_colour = _Rows(3)
+    hair_colour = _Rows(3)
+    iris_colour = _Rows(3)
+    background = _Rows(3)
+    light = _Rows(3)
+    ambient = _Rows(1)
+    texture_freq = _Rows(3)
+    texture_phase = _Rows(3)
 
     def __init__(self, packed: Tensor) -> None:
         if packed.ndim < 2 or packed.shape[0] != PARAM_DIM:
             raise ValueError(f"packed head parameters must be ({PARAM_DIM}, M, ...), got {tuple(packed.shape)}")
         self.packed = packed
-
-    def __getattr__(self, name: str) -> Tensor:
-        if name in _SLICES:
-            return self.packed[_SLICES[name]]
-        raise AttributeError(name)
 
     def __len__(self) -> int:
         return self.packed.shape[1]
@@ -164,6 +162,14 @@ class HeadParams:
 
     def to(self, device: torch.device | str) -> HeadParams:
         return HeadParams(self.packed.to(device))
+
+
+_LAYOUT = {name: rows for name, rows in vars(HeadParams).items() if isinstance(rows, _Rows)}
+"""The packed order of :class:`HeadParams`' attributes (their definition order)."""
+PARAM_DIM = 0
+for _rows in _LAYOUT.values():
+    _rows.rows = slice(PARAM_DIM, PARAM_DIM + _rows.width)
+    PARAM_DIM += _rows.width
 
 
 def _uniform(rng: torch.Generator, low: float, high: float, *shape: int) -> Tensor:
@@ -504,9 +510,9 @@ MAX_STEPS = 96
 HIT_EPSILON = 1e-4
 """A ray has hit the surface once the SDF is below this (world units; a 512^2 pixel is ~1e-3 wide)."""
 STEP_SCALE = 0.9
+"""Under-relaxation of sphere-tracing steps: the SDF is approximate (ellipsoids, smooth unions)."""
 COMPACT_FRACTION = 0.3
 """Finished rays are dropped from the marching set once they make up this fraction of it."""
-"""Under-relaxation of sphere-tracing steps: the SDF is approximate (ellipsoids, smooth unions)."""
 
 
 @dataclass

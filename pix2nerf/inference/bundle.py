@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from pix2nerf.cameras import FACE_PRIOR, PosePrior
 from pix2nerf.checkpoint_keys import CAMERA_PRIOR, INFERENCE_PREFIXES, NETWORK_SPECS
-from pix2nerf.inference.errors import InputError
+from pix2nerf.errors import InputError
 from pix2nerf.inference.model import FaceModel
 from pix2nerf.networks.specs import build_network, network_spec
 from pix2nerf.precision import resolve_precision

@@ -1,5 +1,5 @@
-"""Errors about what a user passed in (files, images, checkpoints, output paths, command lines), each naming the
-problem and the fix; and the checks tools run before any expensive work."""
+"""Checks tools run on what a user passed in (output paths, command lines) before any expensive work, raising
+:class:`~pix2nerf.errors.InputError` that names the problem and the fix; and the exit status for such errors."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-
-class InputError(ValueError):
-    """A user's input cannot be used; the message says what is wrong and how to fix it.
-
-    Tools catch it, print the message and exit with :data:`INPUT_ERROR_EXIT_CODE` instead of a traceback.
-    """
-
+from pix2nerf.errors import InputError
 
 INPUT_ERROR_EXIT_CODE = 2
+"""The exit status of a tool that stopped on an :class:`InputError`."""
 SPACED_EXAMPLE = "input=\"my photo.png\" or 'input=my photo.png'"
 """How to quote a value with spaces, for a command line that has no key to show it with."""
 

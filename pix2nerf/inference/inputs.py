@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pix2nerf.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, read_image
-from pix2nerf.inference.errors import InputError
+from pix2nerf.errors import InputError
 
 MIN_INPUT_SIZE = 32
 """Images whose shorter side is below this hold too little of a face to invert."""

@@ -17,7 +17,8 @@ from typing import Any
 from torch import Tensor
 
 from pix2nerf.cameras import FACE_PRIOR, PosePrior
-from pix2nerf.inference import FaceModel, InputError, save_bundle
+from pix2nerf.errors import InputError
+from pix2nerf.inference import FaceModel, save_bundle
 from pix2nerf.io.eg3d_pickle import PersistentRecord, read_eg3d_pickle
 from pix2nerf.networks import Generator
 from pix2nerf.networks.specs import check_arguments

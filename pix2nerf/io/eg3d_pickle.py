@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pix2nerf.inference.errors import InputError
+from pix2nerf.errors import InputError
 
 
 class UnsafePickleError(InputError):

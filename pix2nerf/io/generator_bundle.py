@@ -6,7 +6,8 @@ from pathlib import Path
 
 from torch import nn
 
-from pix2nerf.inference import InputError, load_model
+from pix2nerf.errors import InputError
+from pix2nerf.inference import load_model
 from pix2nerf.networks import Encoder, Generator, PlaneResidual
 from pix2nerf.networks.specs import network_spec
 
@@ -34,11 +35,15 @@ def load_generator_bundle(path: str | Path, *generators: Generator) -> None:
 
 
 def load_encoder_bundle(path: str | Path, encoder: Encoder, residual: PlaneResidual | None = None) -> None:
-    """Copy the encoder weights of bundle ``path`` into ``encoder`` (the bundle must have an encoder), and its
-    plane residual's into ``residual`` when both exist (a stage-1 bundle leaves a new residual as it is)."""
+    """Copy the encoder weights of bundle ``path`` into ``encoder`` (the bundle must have an encoder; a w encoder
+    also starts a w+ ``encoder``, see :meth:`Encoder.to_w_plus`), and its plane residual's into ``residual`` when
+    both exist (a stage-1 bundle leaves a new residual as it is)."""
     model = load_model(path)
     if model.encoder is None:
         raise InputError(f"{path} has no encoder to start from; drop encoder_bundle to train the encoder from scratch")
-    _copy_matching(path, "encoder", model.encoder, (encoder,))
+    source = model.encoder
+    if encoder.w_plus and not source.w_plus:  # a trained w encoder starts a w+ one, predicting the same at first
+        source = source.to_w_plus()
+    _copy_matching(path, "encoder", source, (encoder,))
     if residual is not None and model.residual is not None:
         _copy_matching(path, "plane residual", model.residual, (residual,))

@@ -77,3 +77,16 @@ class Encoder(nn.Module):
         if w_avg is not None:
             w = w + w_avg
         return EncoderOutput(w=w, yaw_pitch=torch.tanh(self.pose_head(features)) * self.pose_range)
+
+    @torch.no_grad()
+    def to_w_plus(self) -> Encoder:
+        """A w+ encoder that computes exactly what this one does (each layer's rows of the latent head are this
+        head's), so a trained w encoder can start a w+ one: training then lets the layers' latents differ."""
+        if self.w_plus:
+            raise ValueError("the encoder already predicts w+")
+        widened = Encoder(**{**self.init_args, "w_plus": True}).to(self.w_head.weight.device)
+        state = self.state_dict()
+        state["w_head.weight"] = state["w_head.weight"].repeat(self.num_ws, 1)
+        state["w_head.bias"] = state["w_head.bias"].repeat(self.num_ws)
+        widened.load_state_dict(state)
+        return widened

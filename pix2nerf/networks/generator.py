@@ -341,8 +341,7 @@ class Generator(nn.Module):
         cost a few per cent of a step, and bf16 densities would visibly shift depth.
         """
         params = at_least_float32(params)
-        bounds = torch.ones_like(origins[..., :1])
-        bundle = RayBundle(origins, directions, bounds * self.ray_start, bounds * self.ray_end)
+        bundle = RayBundle.between(origins, directions, self.ray_start, self.ray_end)
 
         def field(points: Tensor) -> tuple[Tensor, Tensor]:
             out = self.head(points, params)

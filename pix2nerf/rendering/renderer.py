@@ -27,6 +27,12 @@ class RayBundle:
     near: Tensor
     far: Tensor
 
+    @classmethod
+    def between(cls, origins: Tensor, directions: Tensor, near: float, far: float) -> RayBundle:
+        """Rays (B, R, 3) that all sample the same distances ``near`` to ``far`` (camera rays of a fixed scene)."""
+        bounds = torch.ones_like(origins[..., :1])
+        return cls(origins, directions, bounds * near, bounds * far)
+
 
 class VolumeRenderer(nn.Module):
     """Render a field along rays with a coarse stratified pass and an importance-sampled fine pass.

@@ -26,8 +26,8 @@ from pix2nerf.inference import FaceModel, InputError, paths
 from pix2nerf.inference.editing import interpolate_appearance
 from pix2nerf.inference.inputs import decode_face
 from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
+from pix2nerf.inference.media import depth_frames, semantic_frames, to_frames, write_video
 from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_ply
-from pix2nerf.inference.pipeline import depth_frames, semantic_frames, to_frames, write_video
 from pix2nerf.inference.render import render_cameras
 from pix2nerf.networks.generator import Generator
 

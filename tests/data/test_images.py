@@ -20,7 +20,7 @@ from torch import Tensor
 
 from pix2nerf.data import SyntheticHeads, images
 from pix2nerf.data.images import DECODE_MIN_SIDE, ImageReadError, decode_image, to_uint8
-from pix2nerf.inference.errors import InputError
+from pix2nerf.errors import InputError
 from pix2nerf.inference.inputs import decode_face
 
 JPEG_TOLERANCE = 0.05

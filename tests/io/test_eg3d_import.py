@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from pix2nerf.cameras import Cameras
-from pix2nerf.inference import InputError, load_model
+from pix2nerf.errors import InputError
+from pix2nerf.inference import load_model
 from pix2nerf.io import PersistentRecord, generator_arguments, import_eg3d
 from pix2nerf.io.eg3d_import import camera_prior
 from pix2nerf.networks import Generator

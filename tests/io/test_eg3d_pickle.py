@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pix2nerf.inference import InputError
+from pix2nerf.errors import InputError
 from pix2nerf.io import ModuleRecord, PersistentRecord, UnsafePickleError, read_eg3d_pickle
 from pix2nerf.io.eg3d_pickle import MAX_MODULE_DEPTH, MAX_MODULES
 from tests.io.eg3d_fakes import (

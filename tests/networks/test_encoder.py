@@ -23,3 +23,16 @@ def test_w_avg_offsets_the_latent():
     torch.testing.assert_close(encoder(image, w_avg).w, encoder(image).w + w_avg)
     with pytest.raises(ValueError, match="RGB images"):
         encoder(torch.randn(1, 1, 8, 8))
+
+
+def test_a_w_encoder_widened_to_w_plus_predicts_the_same_and_then_trains_per_layer():
+    torch.manual_seed(0)
+    encoder = Encoder(img_resolution=8, num_ws=3, w_dim=4, channel_base=64, channel_max=8)
+    widened = encoder.to_w_plus()
+    image = torch.randn(2, 3, 8, 8)
+    assert widened.w_plus and widened.w_head.out_features == 3 * 4
+    torch.testing.assert_close(widened(image).w, encoder(image).w)
+    widened(image).w[:, 0].sum().backward()  # each layer's latent has its own rows
+    assert widened.w_head.weight.grad[:4].abs().sum() > 0 and widened.w_head.weight.grad[4:].abs().sum() == 0
+    with pytest.raises(ValueError, match="already"):
+        widened.to_w_plus()
