@@ -9,6 +9,7 @@ against the procedural heads' exact renders at the *true* pose + the same offset
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,27 +78,25 @@ class InversionScores:
 
 
 class _Inversions:
-    """A batch of inversions rendered together, or one by one when refinement gave each its own generator."""
+    """A batch of inversions rendered together: consecutive ones that render with the same model (the inverting
+    one, or a PTI view with a per-image generator) in one batch each."""
 
-    def __init__(self, model: FaceModel, inversions: list[Inversion], neural_resolution: int | None) -> None:
-        self.model, self.inversions, self.neural_resolution = model, inversions, neural_resolution
+    def __init__(self, inversions: list[Inversion], neural_resolution: int | None) -> None:
+        self.inversions, self.neural_resolution = inversions, neural_resolution
         self.yaw_pitch = torch.cat([inversion.yaw_pitch for inversion in inversions])
 
     def render(self, angles: Tensor) -> GeneratorOutput:
         """Each inversion at its row of ``angles`` (B, 2)."""
-        groups = (
-            [self.inversions] if all(i.generator is None for i in self.inversions) else [[i] for i in self.inversions]
-        )
+        groups = [list(group) for _, group in itertools.groupby(self.inversions, key=lambda i: id(i.model))]
         outputs, start = [], 0
         for group in groups:
             end = start + len(group)
             offsets = [i.plane_offsets for i in group]
             outputs.append(
-                self.model.render(
+                group[0].model.render(
                     torch.cat([i.w for i in group]),
                     angles[start:end],
                     resolution=self.neural_resolution,
-                    generator=group[0].generator,
                     plane_offsets=torch.cat(offsets) if offsets[0] is not None else None,
                 )
             )
@@ -116,6 +115,7 @@ def invert(model: FaceModel, images: Tensor, refinement: RefineOptions | None = 
         Inversion(
             w=encoded.w[i : i + 1],
             yaw_pitch=encoded.yaw_pitch[i : i + 1],
+            model=model,
             plane_offsets=encoded.plane_offsets[i : i + 1] if encoded.plane_offsets is not None else None,
         )
         for i in range(len(images))
@@ -148,7 +148,7 @@ def score_inversions(
     """
     device = model.w_avg.device
     images, true_angles = views.images.to(device), views.yaw_pitch.to(device)
-    inversions = _Inversions(model, invert(model, images, refinement), neural_resolution)
+    inversions = _Inversions(invert(model, images, refinement), neural_resolution)
     estimate = inversions.yaw_pitch
     scores = {"pose_error_deg": pose_error_degrees(estimate, true_angles)}
     recon = inversions.render(estimate)

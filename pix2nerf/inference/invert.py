@@ -14,7 +14,6 @@ from tqdm.auto import tqdm
 from pix2nerf.cameras import mirror_yaw_pitch
 from pix2nerf.inference.model import FaceModel
 from pix2nerf.losses.perceptual import LPIPS
-from pix2nerf.networks.generator import Generator
 
 
 @dataclass
@@ -24,14 +23,15 @@ class Inversion:
     Attributes:
         w: (1, num_ws, w_dim) latent.
         yaw_pitch: (1, 2) estimated camera angles (radians) on the model's camera sphere.
-        generator: a per-image fine-tuned copy of the generator (PTI), or None to use the model's.
+        model: the model the face renders with: the inverting model, or after PTI its view with the per-image
+            fine-tuned generator (:meth:`FaceModel.with_generator`; ``model.generator`` is then that copy).
         plane_offsets: (1, 3, C, P, P) tri-plane offsets from the model's plane residual, or None.
         losses: reconstruction loss after each refinement step (empty for encoder-only inversion).
     """
 
     w: Tensor
     yaw_pitch: Tensor
-    generator: Generator | None = None
+    model: FaceModel = field(repr=False, compare=False)
     plane_offsets: Tensor | None = None
     losses: list[float] = field(default_factory=list)
 
@@ -74,23 +74,21 @@ def encode(model: FaceModel, image: Tensor) -> Inversion:
     image = image if image.ndim == 4 else image[None]
     encoded = model.encode(image.to(model.w_avg.device))
     offsets = encoded.plane_offsets.clone() if encoded.plane_offsets is not None else None
-    return Inversion(w=encoded.w.clone(), yaw_pitch=encoded.yaw_pitch.clone(), plane_offsets=offsets)
+    return Inversion(w=encoded.w.clone(), yaw_pitch=encoded.yaw_pitch.clone(), model=model, plane_offsets=offsets)
 
 
 class ReconstructionLoss:
     """Weighted MSE + LPIPS on the input view, plus the mirror-symmetry term."""
 
-    def __init__(
-        self, model: FaceModel, target: Tensor, options: RefineOptions, plane_offsets: Tensor | None = None
-    ) -> None:
-        self.model, self.target, self.options, self.plane_offsets = model, target, options, plane_offsets
+    def __init__(self, target: Tensor, options: RefineOptions, plane_offsets: Tensor | None = None) -> None:
+        self.target, self.options, self.plane_offsets = target, options, plane_offsets
         self.mirrored = target.flip(-1)
         self.lpips = None
         if options.lpips_weight > 0:
             self.lpips = LPIPS(offline_random_backbone=options.lpips_offline_random).to(target.device)
 
-    def __call__(self, w: Tensor, yaw_pitch: Tensor, generator: Generator | None) -> Tensor:
-        """w (1, num_ws, w_dim), yaw_pitch (1, 2) -> scalar loss."""
+    def __call__(self, model: FaceModel, w: Tensor, yaw_pitch: Tensor) -> Tensor:
+        """w (1, num_ws, w_dim), yaw_pitch (1, 2) rendered by ``model`` -> scalar loss."""
         options = self.options
         angles = yaw_pitch
         if options.symmetry_weight > 0:
@@ -99,7 +97,7 @@ class ReconstructionLoss:
         if offsets is not None:
             offsets = offsets.expand(angles.shape[0], *offsets.shape[1:])
         views = w.expand(angles.shape[0], -1, -1)
-        images = self.model.render(views, angles, generator=generator, plane_offsets=offsets).image
+        images = model.render(views, angles, plane_offsets=offsets).image
         recon = images[:1]
         loss = options.mse_weight * F.mse_loss(recon, self.target)
         if self.lpips is not None:
@@ -115,14 +113,15 @@ def refine(
     """Refine an inversion of ``image`` (3, H, W) in [-1, 1] at the model's resolution; returns a new one.
 
     The stage-2 plane offsets of ``start`` (if any) are kept fixed: refinement tunes the latent, pose and
-    (PTI) the generator under them.
+    (PTI) the generator under them. Refinement renders with ``model`` (not ``start.model``); the result renders
+    with ``model``, or after PTI with its view over the tuned copy of ``model.generator``.
     """
     target = (image if image.ndim == 4 else image[None]).to(start.w.device)
     if target.shape[-1] != model.resolution:
         raise ValueError(f"refinement compares at the model's {model.resolution}^2; got {tuple(target.shape)}")
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(options.seed)
-    loss_fn = ReconstructionLoss(model, target, options, start.plane_offsets)
+    loss_fn = ReconstructionLoss(target, options, start.plane_offsets)
     w = start.w.detach().clone().requires_grad_(True)
     yaw_pitch = start.yaw_pitch.detach().clone().requires_grad_(options.optimize_pose)
     groups = [{"params": [w], "lr": options.learning_rate}]
@@ -143,16 +142,16 @@ def refine(
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
 
     def latent_objective() -> Tensor:
-        return loss_fn(w, yaw_pitch, None) + options.latent_weight * (w - start.w).square().mean()
+        return loss_fn(model, w, yaw_pitch) + options.latent_weight * (w - start.w).square().mean()
 
     minimise(optimizer, latent_objective, options.steps)
     w, yaw_pitch = w.detach(), yaw_pitch.detach()
-    tuned = None
+    tuned = model
     if options.finetune_steps > 0:
-        tuned = copy.deepcopy(model.generator).requires_grad_(True)
-        tuner = torch.optim.Adam(tuned.parameters(), lr=options.finetune_learning_rate)
-        minimise(tuner, lambda: loss_fn(w, yaw_pitch, tuned), options.finetune_steps)
-        tuned.requires_grad_(False).eval()
+        tuned = model.with_generator(copy.deepcopy(model.generator).requires_grad_(True))
+        tuner = torch.optim.Adam(tuned.generator.parameters(), lr=options.finetune_learning_rate)
+        minimise(tuner, lambda: loss_fn(tuned, w, yaw_pitch), options.finetune_steps)
+        tuned.generator.requires_grad_(False).eval()
     bar.close()
     torch.random.set_rng_state(generator_state)
-    return Inversion(w=w, yaw_pitch=yaw_pitch, generator=tuned, plane_offsets=start.plane_offsets, losses=losses)
+    return Inversion(w=w, yaw_pitch=yaw_pitch, model=tuned, plane_offsets=start.plane_offsets, losses=losses)

@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager
 
 from torch import Tensor, nn
 
-from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, prior_cameras
+from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at
 from pix2nerf.layers import resize
 from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
@@ -20,7 +20,9 @@ class FaceModel(nn.Module):
 
     A plain view over the networks: it copies and freezes nothing (a training system validates through one built
     over its own networks). :func:`~pix2nerf.inference.load_model` returns it in eval mode without gradients; call
-    ``.eval()`` on one built from networks in training mode, or renders jitter their ray samples.
+    ``.eval()`` on one built from networks in training mode, or renders jitter their ray samples. It is the one seam
+    for "render a trained face": a per-image fine-tuned generator (PTI) is another view,
+    :meth:`with_generator`, that shares everything else.
 
     Args:
         generator: the generator (a run's EMA weights).
@@ -65,9 +67,21 @@ class FaceModel(nn.Module):
         """(w_dim,) the generator's average latent."""
         return self.generator.w_avg
 
-    def cameras(self, yaw_pitch: Tensor) -> Cameras:
-        """Cameras at (yaw, pitch) (B, 2) radians on the prior's sphere, looking at its pivot."""
-        return prior_cameras(yaw_pitch, self.prior)
+    def with_generator(self, generator: Generator) -> FaceModel:
+        """A view of this model rendering with ``generator`` (e.g. a per-image fine-tuned copy, PTI) that shares
+        the encoder, residual, prior and precision; nothing is copied. It starts in this model's mode."""
+        view = FaceModel(generator, self.encoder, self.prior, self.precision, self.residual)
+        view.training = self.training
+        return view
+
+    def cameras(self, yaw_pitch: Tensor, zoom: float = 1.0) -> Cameras:
+        """Cameras at (yaw, pitch) (B, 2) radians on the prior's sphere, looking at its pivot, on the device of
+        ``yaw_pitch``. ``zoom`` scales the prior's focal length (not the radius: that would move the volume out of
+        the generator's fixed ray bounds)."""
+        prior = self.prior
+        return look_at(
+            yaw_pitch[:, 0], yaw_pitch[:, 1], prior.radius, prior.target, prior.focal * zoom, device=yaw_pitch.device
+        )
 
     def encode(self, image: Tensor) -> EncoderOutput:
         """image (B, 3, H, W) in [-1, 1] -> latents, yaw/pitch and, with a residual, plane offsets (rendering the
@@ -98,14 +112,13 @@ class FaceModel(nn.Module):
         resolution: int | None = None,
         num_coarse: int | None = None,
         num_importance: int | None = None,
-        generator: Generator | None = None,
         plane_offsets: Tensor | None = None,
     ) -> GeneratorOutput:
         """Render latents w (B, num_ws, w_dim) with ``plane_offsets`` (B, 3, C, P, P) from :meth:`encode`, or
-        None, at (yaw, pitch) (B, 2); ``generator`` overrides the model's (a per-image fine-tuned copy).
-        Resolution is the neural rendering size (default: the generator's)."""
+        None, at (yaw, pitch) (B, 2) with this model's generator (for a per-image fine-tuned one, render with
+        :meth:`with_generator`'s view). Resolution is the neural rendering size (default: the generator's)."""
         with self.autocast():
-            return (generator or self.generator).synthesis(
+            return self.generator.synthesis(
                 w,
                 self.cameras(yaw_pitch.to(w.device)),
                 neural_resolution=resolution,

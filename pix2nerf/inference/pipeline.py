@@ -118,10 +118,9 @@ def novel_views(
         inversion = refine(model, image, inversion, options.refine, progress)
         timed("refine", start)
         with torch.no_grad():
-            reconstruction = model.render(
-                inversion.w, inversion.yaw_pitch, generator=inversion.generator, plane_offsets=inversion.plane_offsets
+            reconstruction = inversion.model.render(
+                inversion.w, inversion.yaw_pitch, plane_offsets=inversion.plane_offsets
             ).image
-    generator = inversion.generator
     report["psnr_reconstruction"] = psnr(reconstruction, image[None]).item()
     iio.imwrite(out / "reconstruction.png", to_frames(reconstruction)[0])
     latent = {"w": inversion.w.cpu(), "yaw_pitch": inversion.yaw_pitch.cpu()}
@@ -133,14 +132,13 @@ def novel_views(
 
     def render(angles: Tensor) -> Views:
         return render_views(
-            model,
+            inversion.model,
             inversion.w,
             angles,
             options.resolution,
             options.num_coarse,
             options.num_importance,
             options.max_samples,
-            generator,
             inversion.plane_offsets,
         )
 
@@ -175,7 +173,7 @@ def novel_views(
     if options.mesh_resolution > 0:
         start = time.perf_counter()
         mesh = extract_mesh(
-            generator or model.generator,
+            inversion.model.generator,
             inversion.w,
             options.mesh_resolution,
             options.mesh_level,

@@ -80,14 +80,13 @@ def render_views(
     num_coarse: int | None = None,
     num_importance: int | None = None,
     max_samples: int = 2**22,
-    generator: Generator | None = None,
     plane_offsets: Tensor | None = None,
 ) -> Views:
     """Render latent w (1, num_ws, w_dim) with ``plane_offsets`` (1, 3, C, P, P) or None at each (yaw, pitch) of
-    ``angles`` (N, 2) on the model's camera sphere (see :func:`render_cameras`); ``generator`` overrides the
-    model's (a per-image fine-tuned copy)."""
+    ``angles`` (N, 2) on the model's camera sphere with the model's generator (see :func:`render_cameras`); a
+    face refined with PTI renders with its own model, ``inversion.model``."""
     cameras = model.cameras(angles.to(w.device))
     with model.autocast():
         return render_cameras(
-            generator or model.generator, w, cameras, resolution, num_coarse, num_importance, max_samples, plane_offsets
+            model.generator, w, cameras, resolution, num_coarse, num_importance, max_samples, plane_offsets
         )

@@ -173,8 +173,9 @@ class GAN3D(L.LightningModule):
         return torch.where(swap, c.roll(1, dims=0), c)
 
     def generate(self, c: Tensor, generator: Generator | None = None) -> GeneratorOutput:
-        """Fake images rendered at cameras c (B, 25) from random latents."""
-        generator = generator or self.generator
+        """Fake images rendered at cameras c (B, 25) from random latents by ``generator`` (None: the trained one,
+        ``self.generator``; validation passes the EMA copy)."""
+        generator = self.generator if generator is None else generator
         z = torch.randn(c.shape[0], generator.z_dim, device=c.device)
         ws = generator.mapping(z, self.conditioning(c))
         return generator.synthesis(ws, Cameras.from_label(c), neural_resolution=self.neural_resolution())

@@ -278,23 +278,21 @@ class Pix2NeRF(GAN3D):
             image = (self.encoder_augmentation(image * 0.5 + 0.5) * 2 - 1).clamp(-1, 1)
         return self.encoder(image, self.generator.w_avg)
 
-    def render(
-        self, w: Tensor, angles: Tensor, generator: Generator | None = None, plane_offsets: Tensor | None = None
-    ) -> GeneratorOutput:
+    def render(self, w: Tensor, angles: Tensor, plane_offsets: Tensor | None = None) -> GeneratorOutput:
         """Render latents (B, num_ws, w_dim) with tri-plane offsets (B, 3, C, P, P) or None from cameras at
-        (yaw, pitch) (B, 2) on the prior's sphere."""
+        (yaw, pitch) (B, 2) on the prior's sphere, with the trained generator."""
         cameras = prior_cameras(angles.to(w.device), self.novel_prior)
-        return (generator or self.generator).synthesis(
+        return self.generator.synthesis(
             w, cameras, neural_resolution=self.neural_resolution(), plane_offsets=plane_offsets
         )
 
-    def plane_offsets(self, image: Tensor, encoded: EncoderOutput, generator: Generator | None = None) -> Tensor | None:
+    def plane_offsets(self, image: Tensor, encoded: EncoderOutput) -> Tensor | None:
         """Stage 2: tri-plane offsets (B, 3, C, P, P) from images (B, 3, H, W) and the stage-1 render of their
         encoding (an input only, so no gradient flows back through it); None without a residual."""
         if self.residual is None:
             return None
         with torch.no_grad():
-            stage1 = self.render(encoded.w, encoded.yaw_pitch, generator).image
+            stage1 = self.render(encoded.w, encoded.yaw_pitch).image
         return self.residual(image, resize(stage1, image.shape[-1]))
 
     # -- losses ------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import imageio.v3 as iio
 import torch
 from torch import Tensor
 
-from pix2nerf.cameras import Cameras, look_at
+from pix2nerf.cameras import Cameras
 from pix2nerf.inference import FaceModel, InputError, paths
 from pix2nerf.inference.editing import interpolate_appearance
 from pix2nerf.inference.inputs import decode_face
@@ -29,7 +29,6 @@ from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
 from pix2nerf.inference.media import depth_frames, semantic_frames, to_frames, write_video
 from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_ply
 from pix2nerf.inference.render import render_cameras
-from pix2nerf.networks.generator import Generator
 
 Mode = Literal["rgb", "depth", "semantics"]
 Quality = Literal["preview", "full"]
@@ -152,7 +151,7 @@ def load_latent(data: bytes, name: str, model: FaceModel) -> Inversion:
             raise InputError(f"{name}: 'plane_offsets' must be {planes} for this model, got {shape}")
         offsets = offsets.float().to(model.w_avg.device)
     device = model.w_avg.device
-    return Inversion(w=w.float().to(device), yaw_pitch=yaw_pitch.float().to(device), plane_offsets=offsets)
+    return Inversion(w=w.float().to(device), yaw_pitch=yaw_pitch.float().to(device), model=model, plane_offsets=offsets)
 
 
 class ViewerSession:
@@ -234,14 +233,15 @@ class ViewerSession:
             raise InputError("no face loaded yet: upload an image or a latent.pt first")
         return self.face
 
-    def _generator(self) -> Generator:
-        return self._face().generator or self.model.generator
+    def _face_model(self) -> FaceModel:
+        """The model the face renders with: the session's, or its view with the face's PTI generator."""
+        return self._face().model
 
     def latent(self, view: View) -> Tensor:
         """The face's latent with the view's appearance mix and truncation applied, (1, num_ws, w_dim)."""
         w = self._face().w
         if view.appearance > 0 and self.appearance_source is not None:
-            w = interpolate_appearance(self._generator(), w, self.appearance_source, view.appearance)
+            w = interpolate_appearance(self._face_model().generator, w, self.appearance_source, view.appearance)
         return torch.lerp(self.model.w_avg.expand_as(w), w, view.truncation)
 
     def plane_offsets(self, view: View) -> Tensor | None:
@@ -250,12 +250,9 @@ class ViewerSession:
         return offsets * view.truncation if offsets is not None else None
 
     def cameras(self, angles: Tensor, zoom: float) -> Cameras:
-        """Cameras at yaw/pitch ``angles`` (N, 2) on the prior's sphere; zoom scales the focal length (a radius
-        change would move the volume out of the generator's fixed ray bounds)."""
-        prior = self.model.prior
-        device = self.model.w_avg.device
-        angles = angles.to(device)
-        return look_at(angles[:, 0], angles[:, 1], prior.radius, prior.target, prior.focal * zoom, device=device)
+        """Cameras at yaw/pitch ``angles`` (N, 2) on the prior's sphere, on the model's device; zoom scales the
+        focal length (see :meth:`FaceModel.cameras`)."""
+        return self.model.cameras(angles.to(self.model.w_avg.device), zoom)
 
     def _check_mode(self, mode: Mode) -> None:
         if mode == "semantics" and not self.semantics_available:
@@ -265,10 +262,10 @@ class ViewerSession:
     def _render(self, view: View, angles: Tensor, resolution: int) -> Tensor:
         """Display images (N, 3, H, W) in [-1, 1] of the view's mode at ``angles`` (N, 2), batched in memory."""
         cameras = self.cameras(angles, view.zoom)
-        generator, w = self._generator(), self.latent(view)
-        with self.model.autocast():
+        model, w = self._face_model(), self.latent(view)
+        with model.autocast():
             views = render_cameras(
-                generator,
+                model.generator,
                 w,
                 cameras,
                 resolution,
@@ -308,7 +305,7 @@ class ViewerSession:
         with self.lock:
             try:
                 mesh = extract_mesh(
-                    self._generator(),
+                    self._face_model().generator,
                     self.latent(view),
                     self.options.mesh_resolution,
                     self.options.mesh_level,

@@ -12,7 +12,7 @@ from pix2nerf.inference.inputs import collect_inputs, load_face
 from pix2nerf.inference.invert import RefineOptions, encode, refine
 from pix2nerf.inference.render import render_views
 from pix2nerf.metrics import psnr
-from tests.factories import tiny_face_model
+from tests.factories import tiny_face_model, tiny_generator
 
 
 def test_refinement_lowers_reconstruction_error_versus_encoder_only():
@@ -37,12 +37,35 @@ def test_pti_finetuning_improves_further_and_leaves_the_model_untouched():
     start = encode(model, image)
     latent_only = refine(model, image, start, RefineOptions(steps=10, symmetry_weight=0.0), False)
     tuned = refine(model, image, start, RefineOptions(steps=10, finetune_steps=15, symmetry_weight=0.0), False)
-    assert tuned.generator is not None
+    assert start.model is model and latent_only.model is model
+    assert tuned.model is not model and tuned.model.generator is not model.generator
+    assert tuned.model.encoder is model.encoder and not tuned.model.generator.training
     with torch.no_grad():
-        a = psnr(model.render(latent_only.w, latent_only.yaw_pitch).image, image[None]).item()
-        b = psnr(model.render(tuned.w, tuned.yaw_pitch, generator=tuned.generator).image, image[None]).item()
+        a = psnr(latent_only.model.render(latent_only.w, latent_only.yaw_pitch).image, image[None]).item()
+        b = psnr(tuned.model.render(tuned.w, tuned.yaw_pitch).image, image[None]).item()
     assert b > a
     assert all(torch.equal(original[k], v) for k, v in model.generator.state_dict().items())
+
+
+def test_with_generator_renders_with_the_given_generator_and_shares_the_rest():
+    model = tiny_face_model(residual=True)
+    other = tiny_generator(seed=1, image_resolution=16, sr_channels=(8, 8)).eval().requires_grad_(False)
+    view = model.with_generator(other)
+    assert view.generator is other and model.generator is not other
+    assert view.encoder is model.encoder and view.residual is model.residual
+    assert view.prior is model.prior and view.precision == model.precision and view.training == model.training
+    own = {id(p) for p in model.parameters()} - {id(p) for p in model.generator.parameters()}
+    assert own and own <= {id(p) for p in view.parameters()}  # the encoder's and residual's weights, not copies
+    w = model.w_avg.expand(2, model.generator.num_ws, -1)
+    angles = torch.tensor([[0.2, -0.1], [-0.3, 0.05]])
+    with torch.no_grad():
+        image = view.render(w, angles).image
+        expected = other.synthesis(w, model.cameras(angles), noise_mode="const").image
+        base = model.render(w, angles).image
+        zoomed = view.cameras(angles, zoom=2.0)
+    assert torch.allclose(image, expected, atol=1e-6)
+    assert not torch.allclose(image, base, atol=1e-3)
+    assert torch.allclose(zoomed.intrinsics[:, :2, :2], 2 * view.cameras(angles).intrinsics[:, :2, :2])
 
 
 def test_camera_paths():
