@@ -75,6 +75,8 @@ SKIN_BLEND = 0.04
 """Smooth-union radius of the large skin parts (skull, jaw, neck)."""
 FEATURE_BLEND = 0.015
 """Smooth-union radius of small skin features (nose, ears, brow ridge, chin)."""
+NOSE_TIP_SETBACK = 0.008
+"""The rounded tip of the nose is a sphere centred this far behind the nose tip parameter (world z)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -387,7 +389,7 @@ def _parts(p: Tensor, h: HeadParams) -> HeadParts:
 
     nose = torch.minimum(
         _capsule(p, h.nose_root, h.nose_tip, h.nose_radius),
-        _sphere(p, h.nose_tip - _constant((0.0, 0.0, 0.008), p), h.tip_radius),
+        _sphere(p, h.nose_tip - _constant((0.0, 0.0, NOSE_TIP_SETBACK), p), h.tip_radius),
     )
     nose = torch.minimum(nose, _sphere(sym, h.ala_centre, h.ala_radius))
     ears = _ellipsoid(sym, h.ear_centre, h.ear_radii)
@@ -660,3 +662,56 @@ def head_labels(points: Tensor, h: HeadParams) -> Tensor:
 def head_normals(points: Tensor, h: HeadParams) -> Tensor:
     """Unit outward surface normals (M, 3) at points (M, 3)."""
     return _normals(points.t().contiguous(), h).t()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Facial landmarks
+# ---------------------------------------------------------------------------------------------------
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose_tip", "left_mouth", "right_mouth")
+"""The five landmarks, left/right as seen in the image of a frontal view (image left is world -x, the subject's
+right), the order of MTCNN and of :mod:`pix2nerf.inference.alignment`."""
+LIP_END_STEPS = 24
+"""Bisection steps locating where a lip disappears into the skin (the lip is ~0.04 wide: 2e-9 world units)."""
+
+
+def _lip_front(centre: Tensor, radii: Tensor, x: Tensor) -> Tensor:
+    """The point (3, B) of a lip ellipsoid's front surface on its horizontal midline, at x (B,)."""
+    inside = (1.0 - (x / radii[0]) ** 2).clamp_min(0.0)
+    return torch.stack([centre[0] + x, centre[1], centre[2] + radii[2] * inside.sqrt()])
+
+
+def _lip_end(h: HeadParams, centre: Tensor, radii: Tensor) -> Tensor:
+    """The visible lateral end (3, B) of a lip (on the subject's left, +x): the last point of its front midline
+    that lies outside the skin, found by bisection (the lip's tip itself when it sticks out of the skin)."""
+    visible = lambda x: _parts(_lip_front(centre, radii, x), h).skin > 0  # noqa: E731 - local shorthand
+    low, high = torch.zeros_like(radii[0]), radii[0].clone()
+    whole = visible(high)
+    for _ in range(LIP_END_STEPS):
+        middle = 0.5 * (low + high)
+        seen = visible(middle)
+        low, high = torch.where(seen, middle, low), torch.where(seen, high, middle)
+    return _lip_front(centre, radii, torch.where(whole, radii[0], low))
+
+
+def head_landmarks(params: HeadParams) -> Tensor:
+    """World positions (B, 5, 3) of the five facial landmarks of B heads, in :data:`LANDMARK_NAMES` order.
+
+    * eyes: the front pole of each eyeball, the centre of the pupil (the eyes look straight ahead, along +z);
+    * nose tip: the most forward point of the nose (the front of its rounded tip, or of its bridge's end cap);
+    * mouth corners: where the lips end, midway between the visible lateral ends of the upper and the lower lip
+      (each found where the lip's front midline disappears into the skin, or at its tip when it sticks out).
+
+    Projected with a view's camera (:meth:`pix2nerf.cameras.Cameras.project`) they are the view's exact 2D landmarks.
+    """
+    h = HeadParams(params.packed.double())
+    zero = torch.zeros_like(h.eye_radius[0])
+    eye = h.eye_centre + torch.stack([zero, zero, h.eye_radius[0]])
+    forward = torch.maximum(h.nose_radius[0], h.tip_radius[0] - NOSE_TIP_SETBACK)
+    nose = h.nose_tip + torch.stack([zero, zero, forward])
+    mouth = 0.5 * (
+        _lip_end(h, h.upper_lip_centre, h.upper_lip_radii) + _lip_end(h, h.lower_lip_centre, h.lower_lip_radii)
+    )
+    mirror = torch.tensor([-1.0, 1.0, 1.0], dtype=eye.dtype, device=eye.device)[:, None]
+    points = torch.stack([eye * mirror, eye, nose, mouth * mirror, mouth], dim=-1)  # (3, B, 5)
+    return points.permute(1, 2, 0).to(params.packed.dtype)

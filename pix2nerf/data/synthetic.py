@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, sample_yaw_pitch
-from pix2nerf.data.heads import HeadImages, render_heads, sample_heads
+from pix2nerf.data.heads import HeadImages, head_landmarks, render_heads, sample_heads
 
 TEST_SEED_OFFSET = 10_000_000
 """Identity seeds of the held-out test split start here; training seeds are 0 .. num_identities - 1."""
@@ -39,15 +40,29 @@ class HeadView:
     pitch: float
 
 
+def view_cameras(views: Sequence[HeadView], prior: PosePrior) -> Cameras:
+    """The cameras of a batch of views: their yaw and pitch on ``prior``'s sphere, with its pivot and focal."""
+    yaw = torch.tensor([v.yaw for v in views])
+    pitch = torch.tensor([v.pitch for v in views])
+    return look_at(yaw, pitch, prior.radius, prior.target, prior.focal)
+
+
 def render_views(
     views: Sequence[HeadView], resolution: int, prior: PosePrior, random_light: bool
 ) -> tuple[HeadImages, Cameras]:
     """Render a batch of views (one sphere-tracing pass for all of them)."""
-    yaw = torch.tensor([v.yaw for v in views])
-    pitch = torch.tensor([v.pitch for v in views])
-    cameras = look_at(yaw, pitch, prior.radius, prior.target, prior.focal)
+    cameras = view_cameras(views, prior)
     heads = sample_heads([v.identity for v in views], random_light)
     return render_heads(heads, cameras, resolution), cameras
+
+
+def view_landmarks(views: Sequence[HeadView], resolution: int, prior: PosePrior) -> Tensor:
+    """Exact 2D landmarks (N, 5, 2) of N views rendered at ``resolution``: :func:`head_landmarks` projected with each
+    view's camera, in continuous pixels (x right, y down; pixel (row i, column j) covers [j, j + 1) x [i, i + 1)).
+    Nothing is rendered; a landmark hidden in the view (the far eye of a turned head) is still where it projects."""
+    heads = sample_heads([v.identity for v in views], random_light=False)  # the light never moves the geometry
+    uv, _ = view_cameras(views, prior).project(head_landmarks(heads))
+    return uv * resolution
 
 
 class SyntheticHeads(Dataset):
@@ -128,6 +143,11 @@ class SyntheticHeads(Dataset):
         rng = torch.Generator().manual_seed(self.seed * 2**32 + index + TARGET_SEED_OFFSET)
         angles = sample_yaw_pitch(self.target_views, self.prior, rng).tolist()
         return [HeadView(source.identity, yaw, pitch) for yaw, pitch in angles]
+
+    def landmarks(self, indices: Sequence[int]) -> Tensor:
+        """Exact 2D landmarks (N, 5, 2) of items ``indices`` in their images' pixels (see :func:`view_landmarks`);
+        cheap: nothing is rendered."""
+        return view_landmarks([self.view(int(i)) for i in indices], self.resolution, self.prior)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         return self.__getitems__([index])[0]

@@ -148,3 +148,48 @@ def test_fixed_light_is_shared_by_every_identity():
     assert torch.equal(heads.light[:, 0], heads.light[:, 2])
     assert heads.light[:, 0].norm().item() == pytest.approx(1.0)
     assert not math.isclose(float(sample_heads([1]).light[0, 0]), float(sample_heads([2]).light[0, 0]))
+
+
+def test_landmarks_lie_on_the_eyes_nose_tip_and_mouth_corners_they_name():
+    heads = sample_heads([2, 6, 13])
+    cameras = look_at(torch.tensor([0.0, 0.15, -0.2]), torch.tensor([0.0, 0.1, -0.05]))
+    resolution = 96
+    out = render_heads(heads, cameras, resolution)
+    landmarks = H.head_landmarks(heads)
+    assert landmarks.shape == (3, 5, 3) and landmarks.dtype == torch.float32
+    uv, z = cameras.project(landmarks)
+    pixels = (uv * resolution).long()
+    near = {
+        "left_eye": {C["r_eye"]},  # image left in a frontal view is the subject's right (world -x)
+        "right_eye": {C["l_eye"]},
+        "nose_tip": {C["nose"]},
+        "left_mouth": {C["u_lip"], C["l_lip"]},
+        "right_mouth": {C["u_lip"], C["l_lip"]},
+    }
+    for b in range(3):
+        for k, name in enumerate(H.LANDMARK_NAMES):
+            x, y = pixels[b, k].tolist()
+            around = set(out.semantics[b, y - 1 : y + 2, x - 1 : x + 2].flatten().tolist())
+            assert near[name] & around, (b, name, around)
+    # Eye centres and the nose tip are on the visible surface: the render's depth there is the landmark's.
+    depth = out.depth[torch.arange(3)[:, None], 0, pixels[..., 1], pixels[..., 0]]
+    assert (depth[:, :3] - z[:, :3, 0]).abs().max() < 0.01
+    # The nose tip is the face's most forward point: on the surface, with only air around it at its depth.
+    assert (landmarks[:, 2, 2] > landmarks[:, [0, 1, 3, 4], 2].amax(1) + 0.02).all()
+    angles = torch.linspace(0, 2 * math.pi, 13)[:-1]
+    ring = 0.002 * torch.stack([angles.cos(), angles.sin(), torch.zeros(12)], -1)
+    probes = torch.cat([torch.zeros(1, 3), ring, torch.tensor([[0.0, 0.0, -0.001]])])  # tip, ring, behind
+    points = (landmarks[:, 2, None] + probes).reshape(-1, 3)
+    sdf = head_sdf(points, heads.take(torch.arange(3).repeat_interleave(len(probes)))).reshape(3, -1)
+    assert sdf[:, 0].abs().max() < 1e-4 and (sdf[:, 1:-1] > 0).all() and (sdf[:, -1] < 0).all()
+    # Mouth corners are where the lips end.
+    half_width = landmarks[:, 4, 0]
+    assert ((half_width > 0.7 * heads.upper_lip_radii[0]) & (half_width <= heads.upper_lip_radii[0])).all()
+
+
+def test_landmarks_are_mirror_symmetric_and_per_head():
+    heads = sample_heads([4, 9])
+    landmarks = H.head_landmarks(heads)
+    mirrored = landmarks[:, [1, 0, 2, 4, 3]] * torch.tensor([-1.0, 1.0, 1.0])
+    torch.testing.assert_close(mirrored, landmarks)
+    torch.testing.assert_close(H.head_landmarks(sample_heads([9]))[0], landmarks[1])

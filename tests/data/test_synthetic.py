@@ -135,3 +135,18 @@ def test_datamodule_batches_carry_target_views():
     assert set(batch) == set(BATCH_KEYS)  # synthetic heads give every key of the typed batch
     with pytest.raises(ValueError, match="target_views needs source='synthetic'"):
         FaceDataModule(source="folder", path="photos", target_views=2)
+
+
+def test_landmarks_of_items_are_their_heads_landmarks_seen_by_their_cameras():
+    from pix2nerf.data.heads import head_landmarks, sample_heads
+
+    dataset = SyntheticHeads("test", resolution=40, num_identities=2)
+    indices = [0, 7, 16]
+    points = dataset.landmarks(indices)
+    assert points.shape == (3, 5, 2)
+    cameras = Cameras.from_label(torch.stack([item["camera"] for item in dataset.__getitems__(indices)]))
+    heads = head_landmarks(sample_heads([dataset.view(i).identity for i in indices]))
+    torch.testing.assert_close(points, cameras.project(heads)[0] * 40)
+    frontal = dataset.landmarks([dataset.eval_grid.index((0.0, 0.0))])[0]
+    assert frontal[0, 0] < frontal[1, 0] and frontal[3, 0] < frontal[4, 0]  # left/right as seen in the image
+    assert frontal[0, 1] < frontal[2, 1] < frontal[3, 1]  # eyes above the nose tip above the mouth
