@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import glob
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -10,13 +13,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pix2nerf.cameras import FACE_PRIOR, PosePrior
 from pix2nerf.data.images import IMAGE_SUFFIXES, ImageReadError, decode_image, read_image
 from pix2nerf.errors import InputError
+from pix2nerf.inference.alignment import crop_from_landmarks, pose_from_landmarks, warp_crop
+from pix2nerf.inference.landmarks import INSTALL_COMMAND, LandmarkDetector, landmark_detector_available
+
+log = logging.getLogger(__name__)
 
 MIN_INPUT_SIZE = 32
 """Images whose shorter side is below this hold too little of a face to invert."""
 WHITE = (1.0, 1.0, 1.0)
-FaceDetector = Literal["none", "haar"]
+FaceDetector = Literal["none", "haar", "landmarks"]
+"""How a photo is framed: ``"none"`` (already a training-style crop), ``"haar"`` (a face box, no rotation) or
+``"landmarks"`` (5 landmarks: rotation-aligned crop and a camera estimate; falls back to ``"haar"``, with a
+warning, when the landmark detector's weights are not installed)."""
 
 # Framing of a detected face box in the model's crops, measured on synthetic heads rendered with the EG3D
 # camera (FFHQ framing): the crop is 1.55 box sides wide and centred 0.13 box sides below the box centre.
@@ -24,6 +35,21 @@ CROP_PER_FACE_BOX = 1.55
 CROP_CENTER_BELOW_BOX = 0.13
 HAAR_MIN_FACE = 24
 """Smallest face side (pixels) the Haar cascade looks for."""
+
+
+@dataclass
+class Face:
+    """A photo brought to the model's framing.
+
+    Attributes:
+        image: (3, resolution, resolution) RGB in [-1, 1].
+        yaw_pitch: (2,) camera angles (radians) on the model's sphere estimated from the landmarks, or None.
+        detector: what framed it: ``"none"``, ``"haar"`` or ``"landmarks"``.
+    """
+
+    image: Tensor
+    yaw_pitch: Tensor | None = None
+    detector: str = "none"
 
 
 def collect_inputs(spec: str | Path) -> list[Path]:
@@ -45,45 +71,85 @@ def collect_inputs(spec: str | Path) -> list[Path]:
 
 
 def load_face(
-    path: str | Path, resolution: int, detector: FaceDetector = "none", background: tuple[float, float, float] = WHITE
-) -> Tensor:
-    """An image file as the model's input: (3, resolution, resolution) RGB in [-1, 1].
+    path: str | Path,
+    resolution: int,
+    detector: FaceDetector = "none",
+    background: tuple[float, float, float] = WHITE,
+    prior: PosePrior = FACE_PRIOR,
+) -> Face:
+    """An image file as the model's input (see :class:`Face`).
 
     Decoding (see :func:`pix2nerf.data.images.read_image`): every common mode (grey, 1-bit, palette, CMYK,
     16-bit, YCbCr) becomes RGB, EXIF orientation is applied, alpha is composited onto ``background``, and very
     large photos are shrunk while decoding. With ``detector="none"`` the face must already be framed like the
     training data (FFHQ/EG3D-style crops) and non-square images are centre-cropped; ``"haar"`` finds the largest face
-    (OpenCV's Haar cascade, shipped inside ``opencv-python-headless``) and crops around it.
+    (OpenCV's Haar cascade, shipped inside ``opencv-python-headless``) and crops around it; ``"landmarks"`` finds
+    5 landmarks (MTCNN), aligns the crop (centre, scale and roll) and estimates the camera on ``prior``'s sphere.
     """
     try:
         image = read_image(path, background)
     except ImageReadError as error:
         raise InputError(str(error)) from error
-    return prepare_face(image, str(path), resolution, detector)
+    return prepare_face(image, str(path), resolution, detector, prior)
 
 
-def decode_face(data: bytes, name: str, resolution: int, detector: FaceDetector = "none", background=WHITE) -> Tensor:
+def decode_face(
+    data: bytes,
+    name: str,
+    resolution: int,
+    detector: FaceDetector = "none",
+    background: tuple[float, float, float] = WHITE,
+    prior: PosePrior = FACE_PRIOR,
+) -> Face:
     """Image bytes (an upload) as the model's input, converted like :func:`load_face`."""
     try:
         image = decode_image(data, name, background)
     except ImageReadError as error:
         raise InputError(str(error)) from error
-    return prepare_face(image, name, resolution, detector)
+    return prepare_face(image, name, resolution, detector, prior)
 
 
-def prepare_face(image: Tensor, name: str, resolution: int, detector: FaceDetector = "none") -> Tensor:
-    """A decoded image (3, H, W) in [-1, 1] -> the model's input (3, resolution, resolution)."""
+def prepare_face(
+    image: Tensor, name: str, resolution: int, detector: FaceDetector = "none", prior: PosePrior = FACE_PRIOR
+) -> Face:
+    """A decoded image (3, H, W) in [-1, 1] -> the model's input (see :func:`load_face`)."""
     height, width = image.shape[-2:]
     if min(height, width) < MIN_INPUT_SIZE:
         raise InputError(
             f"image {name} is {width}x{height} pixels; at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} is needed "
             "(use a larger crop of the face)"
         )
+    if detector not in ("none", "haar", "landmarks"):
+        raise InputError(f"unknown face detector {detector!r}; use 'none' (pre-aligned crops), 'haar' or 'landmarks'")
+    if detector == "landmarks":
+        if landmark_detector_available():
+            return align_to_landmarks(image, name, resolution, prior)
+        log.warning(
+            "the landmark detector's weights are not installed (%s); framing %s with the Haar face box instead "
+            "(no rotation alignment, no camera estimate)",
+            INSTALL_COMMAND,
+            name,
+        )
+        detector = "haar"
     if detector == "haar":
         image = crop_to_face(image, detect_face(image, name))
-    elif detector != "none":
-        raise InputError(f"unknown face detector {detector!r}; use 'none' (pre-aligned crops) or 'haar'")
-    return fit_to_resolution(image, resolution)
+    return Face(fit_to_resolution(image, resolution), detector=detector)
+
+
+@lru_cache(maxsize=1)
+def landmark_detector() -> LandmarkDetector:
+    """The 5-point detector, built once per process."""
+    return LandmarkDetector()
+
+
+def align_to_landmarks(image: Tensor, name: str, resolution: int, prior: PosePrior = FACE_PRIOR) -> Face:
+    """Crop (3, H, W) to the training framing from its largest face's 5 landmarks (centre, scale and roll), and
+    estimate that face's camera from the landmarks in the aligned crop."""
+    points = landmark_detector().detect(image, name).points
+    crop = crop_from_landmarks(points)
+    aligned = warp_crop(image, crop, resolution).clamp(-1.0, 1.0)
+    yaw_pitch = pose_from_landmarks(crop.to_crop(points, resolution), resolution, prior)
+    return Face(aligned, yaw_pitch.to(image.dtype), "landmarks")
 
 
 def detect_face(image: Tensor, name: str) -> tuple[int, int, int]:

@@ -69,12 +69,17 @@ class RefineOptions:
 
 
 @torch.no_grad()
-def encode(model: FaceModel, image: Tensor) -> Inversion:
-    """Encoder-only inversion of one image (3, H, W) or (1, 3, H, W) in [-1, 1]."""
+def encode(model: FaceModel, image: Tensor, yaw_pitch: Tensor | None = None) -> Inversion:
+    """Encoder-only inversion of one image (3, H, W) or (1, 3, H, W) in [-1, 1]. ``yaw_pitch`` (2,): a camera
+    estimate (e.g. from landmarks) that becomes the pose of a model without an encoder (else frontal); an encoder's
+    own estimate is kept."""
     image = image if image.ndim == 4 else image[None]
     encoded = model.encode(image.to(model.w_avg.device))
+    angles = encoded.yaw_pitch.clone()
+    if model.encoder is None and yaw_pitch is not None:
+        angles = yaw_pitch.reshape(1, 2).to(angles)
     offsets = encoded.plane_offsets.clone() if encoded.plane_offsets is not None else None
-    return Inversion(w=encoded.w.clone(), yaw_pitch=encoded.yaw_pitch.clone(), model=model, plane_offsets=offsets)
+    return Inversion(w=encoded.w.clone(), yaw_pitch=angles, model=model, plane_offsets=offsets)
 
 
 class ReconstructionLoss:

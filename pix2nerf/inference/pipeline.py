@@ -44,7 +44,8 @@ class NovelViewOptions:
         mesh_resolution, mesh_level: marching-cubes grid size and density level (0 resolution: no mesh).
         refine: per-image refinement (``refine.steps = 0``: encoder only).
         gif: also write GIFs of the videos.
-        detector: ``"none"`` for pre-aligned crops, ``"haar"`` to find and crop the face first.
+        detector: ``"none"`` for pre-aligned crops, ``"haar"`` to find and crop the face first, ``"landmarks"``
+            to align it from 5 landmarks (and start a model without an encoder at the landmarks' camera).
     """
 
     path: paths.PathKind = "orbit"
@@ -102,14 +103,17 @@ def novel_views(
         timings[name] = round(time.perf_counter() - start, 4)
 
     start = time.perf_counter()
-    image = load_face(image_path, model.resolution, options.detector).to(device)
+    face = load_face(image_path, model.resolution, options.detector, prior=model.prior)
+    image = face.image.to(device)
     iio.imwrite(out / "input.png", to_frames(image[None])[0])
     timed("load", start)
 
     start = time.perf_counter()
-    inversion = encode(model, image)
+    inversion = encode(model, image, face.yaw_pitch)
     timed("encode", start)
-    report: dict[str, Any] = {"input": str(image_path), "resolution": model.resolution}
+    report: dict[str, Any] = {"input": str(image_path), "resolution": model.resolution, "detector": face.detector}
+    if face.yaw_pitch is not None:
+        report["landmark_yaw_pitch_degrees"] = [math.degrees(angle) for angle in face.yaw_pitch.tolist()]
     with torch.no_grad():
         reconstruction = model.render(inversion.w, inversion.yaw_pitch, plane_offsets=inversion.plane_offsets).image
     report["psnr_encoder"] = psnr(reconstruction, image[None]).item()

@@ -24,7 +24,7 @@ from torch import Tensor
 from pix2nerf.cameras import Cameras
 from pix2nerf.inference import FaceModel, InputError, paths
 from pix2nerf.inference.editing import interpolate_appearance
-from pix2nerf.inference.inputs import decode_face
+from pix2nerf.inference.inputs import FaceDetector, decode_face
 from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
 from pix2nerf.inference.media import depth_frames, semantic_frames, to_frames, write_video
 from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_ply
@@ -57,6 +57,7 @@ class ViewerOptions:
             centred on the current view.
         mesh_resolution, mesh_level: marching-cubes grid size and surface density of the exported mesh.
         max_samples: ray samples evaluated at once when rendering a video (memory budget).
+        detector: how uploaded photos are framed (:data:`~pix2nerf.inference.inputs.FaceDetector`).
     """
 
     preview_resolution: int | None = None
@@ -70,6 +71,7 @@ class ViewerOptions:
     mesh_resolution: int = 128
     mesh_level: float = EG3D_DENSITY_LEVEL
     max_samples: int = 2**22
+    detector: FaceDetector = "none"
 
 
 @dataclass(frozen=True)
@@ -141,14 +143,15 @@ def load_latent(data: bytes, name: str, model: FaceModel) -> Inversion:
         raise InputError(f"{name}: 'yaw_pitch' must be a (1, 2) tensor of radians")
     offsets = saved.get("plane_offsets")
     if offsets is not None:
-        if model.generator.field != "triplane":
-            raise InputError(f"{name} holds tri-plane offsets, but this model has no tri-planes (a hash-grid head)")
         generator = model.generator
-        size = generator.backbone.synthesis.img_resolution
+        synthesis = generator.backbone.synthesis
+        if generator.field != "triplane" or synthesis is None:
+            raise InputError(f"{name} holds tri-plane offsets, but this model has no tri-planes (a hash-grid head)")
+        size = synthesis.img_resolution
         planes = (1, 3, generator.plane_channels + generator.appearance_channels, size, size)
         if not isinstance(offsets, Tensor) or tuple(offsets.shape) != planes:
-            shape = tuple(offsets.shape) if isinstance(offsets, Tensor) else type(offsets).__name__
-            raise InputError(f"{name}: 'plane_offsets' must be {planes} for this model, got {shape}")
+            got = tuple(offsets.shape) if isinstance(offsets, Tensor) else type(offsets).__name__
+            raise InputError(f"{name}: 'plane_offsets' must be {planes} for this model, got {got}")
         offsets = offsets.float().to(model.w_avg.device)
     device = model.w_avg.device
     return Inversion(w=w.float().to(device), yaw_pitch=yaw_pitch.float().to(device), model=model, plane_offsets=offsets)
@@ -207,8 +210,9 @@ class ViewerSession:
         """An upload (image or ``latent.pt``) -> its inversion (encoder, then refinement when configured)."""
         if Path(name).suffix.lower() in LATENT_SUFFIXES:
             return load_latent(data, name, self.model)
-        image = decode_face(data, name, self.model.resolution).to(self.model.w_avg.device)
-        inversion = encode(self.model, image)
+        face = decode_face(data, name, self.model.resolution, self.options.detector, prior=self.model.prior)
+        image = face.image.to(self.model.w_avg.device)
+        inversion = encode(self.model, image, face.yaw_pitch)
         if self.options.refine_steps > 0 or self.options.finetune_steps > 0:
             options = RefineOptions(steps=self.options.refine_steps, finetune_steps=self.options.finetune_steps)
             inversion = refine(self.model, image, inversion, options, progress=False)
@@ -275,6 +279,7 @@ class ViewerSession:
         if view.mode == "depth":
             return depth_frames(views.depth, views.opacity)
         if view.mode == "semantics":
+            assert views.semantics is not None  # _check_mode refused semantics for models without them
             return semantic_frames(views.semantics)
         return views.images
 

@@ -14,6 +14,9 @@ from pix2nerf.inference.render import render_views
 from pix2nerf.metrics import psnr
 from tests.factories import tiny_face_model, tiny_generator
 
+LANDMARK_POSE_TOLERANCE_DEG = 10.0
+"""Landmark camera estimates of single synthetic heads are within 10 degrees (tests/inference/test_alignment.py)."""
+
 
 def test_refinement_lowers_reconstruction_error_versus_encoder_only():
     model = tiny_face_model()
@@ -106,19 +109,19 @@ def test_views_turn_with_the_camera_path():
 def test_input_conversions(tmp_path):
     gray = (np.arange(64 * 48) % 256).astype(np.uint8).reshape(64, 48)
     iio.imwrite(tmp_path / "gray.png", gray)
-    image = load_face(tmp_path / "gray.png", 16)
+    image = load_face(tmp_path / "gray.png", 16).image
     assert image.shape == (3, 16, 16) and torch.equal(image[0], image[1])
     rgba = np.zeros((40, 40, 4), np.uint8)
     rgba[..., 0] = 255
     rgba[:20, :, 3] = 255  # top half opaque red, bottom half transparent
     iio.imwrite(tmp_path / "rgba.png", rgba)
-    image = load_face(tmp_path / "rgba.png", 40)
+    image = load_face(tmp_path / "rgba.png", 40).image
     assert image[:, 5, 5].tolist() == pytest.approx([1.0, -1.0, -1.0])
     assert image[:, 35, 5].tolist() == pytest.approx([1.0, 1.0, 1.0])  # composited onto white
     wide = np.zeros((40, 80, 3), np.uint8)
     wide[:, 20:60] = 255  # the centred square is white
     iio.imwrite(tmp_path / "wide.png", wide)
-    assert load_face(tmp_path / "wide.png", 40).min() == 1.0
+    assert load_face(tmp_path / "wide.png", 40).image.min() == 1.0
     assert [p.name for p in collect_inputs(tmp_path)] == ["gray.png", "rgba.png", "wide.png"]
     assert [p.name for p in collect_inputs(str(tmp_path / "w*.png"))] == ["wide.png"]
     with pytest.raises(InputError, match="no images match"):
@@ -132,6 +135,11 @@ def test_pose_estimate_of_encoder_free_model_is_frontal():
     inversion = encode(model, torch.zeros(3, 16, 16))
     assert inversion.yaw_pitch.abs().max() == 0 and torch.allclose(inversion.w[0, 0], model.w_avg)
     assert math.isfinite(inversion.w.sum().item())
+    landmark_pose = torch.tensor([0.3, -0.1])  # a camera estimate from landmarks starts an encoder-free model
+    assert torch.equal(encode(model, torch.zeros(3, 16, 16), landmark_pose).yaw_pitch, landmark_pose[None])
+    with_encoder = tiny_face_model()  # an encoder's own estimate is kept
+    image = torch.zeros(3, 16, 16)
+    assert torch.equal(encode(with_encoder, image, landmark_pose).yaw_pitch, encode(with_encoder, image).yaw_pitch)
 
 
 def test_face_detection_crops_a_pasted_head_back_out(tmp_path):
@@ -144,10 +152,51 @@ def test_face_detection_crops_a_pasted_head_back_out(tmp_path):
     canvas = np.full((300, 400, 3), 128, np.uint8)
     canvas[50:178, 200:328] = to_uint8(head)
     iio.imwrite(tmp_path / "photo.png", canvas)
-    detected = psnr(load_face(tmp_path / "photo.png", 128, detector="haar")[None], head[None]).item()
-    centre_crop = psnr(load_face(tmp_path / "photo.png", 128)[None], head[None]).item()
+    detected = psnr(load_face(tmp_path / "photo.png", 128, detector="haar").image[None], head[None]).item()
+    centre_crop = psnr(load_face(tmp_path / "photo.png", 128).image[None], head[None]).item()
     assert detected > 18.0 and detected > centre_crop + 2.0, (detected, centre_crop)
     noise = (np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)
     iio.imwrite(tmp_path / "noise.png", noise)
     with pytest.raises(InputError, match="no face found"):
         load_face(tmp_path / "noise.png", 64, detector="haar")
+    with pytest.raises(InputError, match="unknown face detector 'dlib'"):
+        load_face(tmp_path / "photo.png", 64, detector="dlib")
+
+
+def pasted_rotated_head(tmp_path, roll_degrees: float = 15.0):
+    """A synthetic head (its exact yaw/pitch too) pasted off-centre, rolled, into a larger photo, as a file."""
+    from PIL import Image
+
+    from pix2nerf.data import SyntheticHeads
+    from pix2nerf.data.images import to_uint8
+
+    item = SyntheticHeads("test", resolution=128, num_identities=1)[2]
+    canvas = Image.new("RGB", (400, 300), (128, 128, 128))
+    canvas.paste(Image.fromarray(to_uint8(item["image"])).rotate(roll_degrees, fillcolor=(128, 128, 128)), (200, 50))
+    canvas.save(tmp_path / "rolled.png")
+    return tmp_path / "rolled.png", item
+
+
+def test_landmark_alignment_without_its_weights_falls_back_to_the_haar_box(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("cv2", reason="the Haar fallback needs opencv-python-headless (the dev extra installs it)")
+    from pix2nerf.inference import inputs
+
+    path, _ = pasted_rotated_head(tmp_path, roll_degrees=0.0)
+    monkeypatch.setattr(inputs, "landmark_detector_available", lambda: False)
+    face = load_face(path, 64, detector="landmarks")
+    assert face.detector == "haar" and face.yaw_pitch is None
+    assert "facenet-pytorch" in caplog.text and "Haar" in caplog.text
+
+
+def test_landmark_alignment_levels_a_rolled_head_and_estimates_its_camera(tmp_path):
+    from pix2nerf.inference.landmarks import landmark_detector_available
+
+    if not landmark_detector_available():
+        pytest.skip("the landmark detector's weights are not installed: pip install --no-deps facenet-pytorch==2.6.0")
+    path, item = pasted_rotated_head(tmp_path)
+    face = load_face(path, 128, detector="landmarks")
+    assert face.detector == "landmarks"
+    aligned = psnr(face.image[None], item["image"][None]).item()
+    boxed = psnr(load_face(path, 128, detector="haar").image[None], item["image"][None]).item()
+    assert aligned > boxed + 2.0, (aligned, boxed)  # the Haar box cannot undo the roll
+    assert (face.yaw_pitch - item["yaw_pitch"]).abs().max() < math.radians(LANDMARK_POSE_TOLERANCE_DEG)
