@@ -113,10 +113,12 @@ class FaceModel(nn.Module):
         num_coarse: int | None = None,
         num_importance: int | None = None,
         plane_offsets: Tensor | None = None,
+        super_resolve: bool = True,
     ) -> GeneratorOutput:
         """Render latents w (B, num_ws, w_dim) with ``plane_offsets`` (B, 3, C, P, P) from :meth:`encode`, or
         None, at (yaw, pitch) (B, 2) with this model's generator (for a per-image fine-tuned one, render with
-        :meth:`with_generator`'s view). Resolution is the neural rendering size (default: the generator's)."""
+        :meth:`with_generator`'s view). Resolution is the neural rendering size (default: the generator's);
+        ``super_resolve=False`` skips super-resolution (``image`` is the neural rendering)."""
         with self.autocast():
             return self.generator.synthesis(
                 w,
@@ -126,4 +128,5 @@ class FaceModel(nn.Module):
                 num_importance=num_importance,
                 noise_mode="const",
                 plane_offsets=plane_offsets,
+                super_resolve=super_resolve,
             )

@@ -307,13 +307,15 @@ class Generator(nn.Module):
             out = synthesis(latents, noise_mode)
             return out.reshape(out.shape[0], 3, channels, *out.shape[-2:])
 
-        if self.backbone.appearance_synthesis is None:
-            return planes(self.backbone.synthesis, ws, self.plane_channels)
+        synthesis, appearance_synthesis = self.backbone.synthesis, self.backbone.appearance_synthesis
+        assert synthesis is not None, "tri-plane generators have a synthesis network"
+        if appearance_synthesis is None:
+            return planes(synthesis, ws, self.plane_channels)
         geometry, appearance = self.split_ws(ws)
         return torch.cat(
             [
-                planes(self.backbone.synthesis, geometry, self.plane_channels),
-                planes(self.backbone.appearance_synthesis, appearance, self.appearance_channels),
+                planes(synthesis, geometry, self.plane_channels),
+                planes(appearance_synthesis, appearance, self.appearance_channels),
             ],
             dim=2,
         )
@@ -376,13 +378,15 @@ class Generator(nn.Module):
         rng: torch.Generator | None = None,
         params: Tensor | None = None,
         plane_offsets: Tensor | None = None,
+        super_resolve: bool = True,
     ) -> GeneratorOutput:
         """Render the fields of ``ws`` (B, num_ws, w_dim) from ``cameras`` (B of them).
 
         Resolution and samples per ray default to the constructor's and can be changed per call.
         ``params``: the field parameters of ws from :meth:`field_params`, when already computed (e.g. planes
         of a few latents indexed for many views). ``plane_offsets``: see :meth:`field_params` (ignored with
-        ``params``, which already hold them).
+        ``params``, which already hold them). ``super_resolve=False`` skips super-resolution (``image`` is then
+        ``image_raw``), e.g. for cheap per-image optimisation of large models.
         """
         if len(cameras) != ws.shape[0]:
             raise ValueError(f"got {ws.shape[0]} latents but {len(cameras)} cameras; pass one camera per latent")
@@ -401,7 +405,7 @@ class Generator(nn.Module):
             semantics = probabilities.clamp_min(SEMANTIC_PROBABILITY_FLOOR).log()
         image_raw = features[:, :3]
         image = image_raw
-        if self.superresolution is not None:
+        if self.superresolution is not None and super_resolve:
             image, refined_raw = self.superresolution(image_raw, features, ws, self.sr_noise_mode)
             if self.eg3d_raw_image and resolution == self.superresolution.input_resolution:
                 image_raw = refined_raw

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pix2nerf.inference import InputError, paths
+from pix2nerf.inference import FaceModel, InputError, paths
 from pix2nerf.inference.inputs import collect_inputs, load_face
 from pix2nerf.inference.invert import RefineOptions, encode, refine
 from pix2nerf.inference.render import render_views
@@ -31,6 +31,31 @@ def test_refinement_lowers_reconstruction_error_versus_encoder_only():
         after = psnr(model.render(refined.w, refined.yaw_pitch).image, image[None]).item()
     assert after > before + 1.0, (before, after)
     assert refined.losses[-1] < refined.losses[0]
+
+
+@pytest.mark.parametrize(
+    ("super_resolution", "cheaper"),
+    [(True, {"neural_resolution": 4}), (False, {"neural_resolution": 8}), (True, {"skip_super_resolution": True})],
+)
+def test_cheaper_refinement_still_fits_the_full_size_input(super_resolution, cheaper):
+    """Cheap refinement (half the neural size, or no super-resolution while optimising): renders at the image size
+    are compared with the input, smaller ones with the input shrunk; either way the full-size reconstruction
+    improves."""
+    model = tiny_face_model() if super_resolution else FaceModel(tiny_generator(neural_resolution=16))
+    target_w = model.w_avg + 0.5 * torch.randn(1, model.generator.num_ws, model.generator.w_dim)
+    with torch.no_grad():
+        image = model.render(target_w, torch.tensor([[0.2, -0.05]])).image[0]
+    start = encode(model, image)
+    options = RefineOptions(steps=40, learning_rate=0.05, symmetry_weight=0.0, **cheaper)
+    super_resolved = []
+    if super_resolution:
+        model.generator.superresolution.register_forward_hook(lambda *_: super_resolved.append(1))
+    refined = refine(model, image, start, options, False)
+    assert bool(super_resolved) == (super_resolution and not options.skip_super_resolution)
+    with torch.no_grad():
+        before = psnr(model.render(start.w, start.yaw_pitch).image, image[None]).item()
+        after = psnr(model.render(refined.w, refined.yaw_pitch).image, image[None]).item()
+    assert after > before + 1.0, (before, after)
 
 
 def test_pti_finetuning_improves_further_and_leaves_the_model_untouched():
@@ -129,8 +154,6 @@ def test_input_conversions(tmp_path):
 
 
 def test_pose_estimate_of_encoder_free_model_is_frontal():
-    from pix2nerf.inference import FaceModel
-
     model = FaceModel(tiny_face_model().generator)
     inversion = encode(model, torch.zeros(3, 16, 16))
     assert inversion.yaw_pitch.abs().max() == 0 and torch.allclose(inversion.w[0, 0], model.w_avg)
