@@ -38,8 +38,9 @@ class Pix2NeRFCLI(LightningCLI):
 
         defaults = dict(kwargs.pop("trainer_defaults", None) or {})
         defaults["callbacks"] = [*defaults.get("callbacks", []), AdaptiveThreads()]
+        kwargs["trainer_defaults"] = defaults
         try:
-            super().__init__(*args, trainer_defaults=defaults, **kwargs)
+            super().__init__(*args, **kwargs)
         except DATA_ERRORS as error:
             if not _raised_in_data_package(error):
                 raise

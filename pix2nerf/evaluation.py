@@ -13,12 +13,14 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from pix2nerf.cameras import Cameras, yaw_pitch
+from pix2nerf.data.batch import FaceBatch
 from pix2nerf.data.synthetic import HeadView, render_views
 from pix2nerf.inference.invert import Inversion, RefineOptions, refine
 from pix2nerf.inference.model import FaceModel
@@ -55,7 +57,7 @@ class SourceViews:
     random_light: bool = True
 
     @classmethod
-    def from_batch(cls, batch: Mapping[str, Tensor], random_light: bool = True) -> SourceViews:
+    def from_batch(cls, batch: FaceBatch | Mapping[str, Tensor], random_light: bool = True) -> SourceViews:
         """From a data-set batch: ``image``, ``yaw_pitch`` (else the angles of the ``camera`` labels) and, for
         synthetic heads, ``identity``, ``depth``, ``semantics``."""
         angles = batch["yaw_pitch"] if "yaw_pitch" in batch else yaw_pitch(Cameras.from_label(batch["camera"]))
@@ -97,14 +99,25 @@ class _Inversions:
                     torch.cat([i.w for i in group]),
                     angles[start:end],
                     resolution=self.neural_resolution,
-                    plane_offsets=torch.cat(offsets) if offsets[0] is not None else None,
+                    plane_offsets=_cat_optional(offsets),
                 )
             )
             start = end
         if len(outputs) == 1:
             return outputs[0]
         fields = {name: [getattr(out, name) for out in outputs] for name in vars(outputs[0])}
-        return GeneratorOutput(**{name: torch.cat(v) if v[0] is not None else None for name, v in fields.items()})
+        merged: dict[str, Any] = {name: _cat_optional(parts) for name, parts in fields.items()}
+        return GeneratorOutput(**merged)
+
+
+def _cat_optional(parts: Sequence[Tensor | None]) -> Tensor | None:
+    """``torch.cat`` of tensors that are all there, or None when the first is None (then all are)."""
+    if parts[0] is None:
+        return None
+    present = [part for part in parts if part is not None]
+    if len(present) != len(parts):
+        raise ValueError("cannot concatenate a mix of tensors and None")
+    return torch.cat(present)
 
 
 def invert(model: FaceModel, images: Tensor, refinement: RefineOptions | None = None) -> list[Inversion]:

@@ -9,6 +9,7 @@ both ``fields`` (decoders) and ``networks`` (mapping, synthesis, discriminator),
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -88,14 +89,14 @@ class FullyConnectedLayer(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
 
 
-def resize(x: Tensor, size: int | tuple[int, int], antialias: bool = True) -> Tensor:
+def resize(x: Tensor, size: int | Sequence[int], antialias: bool = True) -> Tensor:
     """Bilinear resize of (B, C, H, W) to ``size`` (half-pixel centres, optionally antialiased), keeping the dtype.
 
     Computed in float32: the antialiased kernel has no bf16 CPU implementation, and the resize is cheap next to
     the convolutions it feeds.
     """
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    out = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    height_width = (size, size) if isinstance(size, int) else tuple(size)
+    out = F.interpolate(x.float(), size=height_width, mode="bilinear", align_corners=False, antialias=antialias)
     return out.to(x.dtype)
 
 
@@ -171,6 +172,7 @@ def conv2d_resample(
     """
     out_channels, in_channels, kh, kw = weight.shape
     if up > 1:
+        assert f is not None, "upsampling needs the FIR filter f"
         k = f.shape[0]
         px0 = padding + (k + up - 1) // 2 - (kw - 1)
         px1 = padding + (k - up) // 2 - (kw - up)
@@ -180,6 +182,7 @@ def conv2d_resample(
         x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up, padding=[pyt, pxt])
         return upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
     if down > 1:
+        assert f is not None, "downsampling needs the FIR filter f"
         k = f.shape[0]
         pad0, pad1 = padding + (k - down + 1) // 2, padding + (k - down) // 2
         if kw == 1 and kh == 1:

@@ -10,7 +10,7 @@ and the density regulariser (a difference of nearby densities) do not, so they r
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
@@ -25,7 +25,7 @@ def check_precision(precision: str) -> Precision:
     """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming the choices."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or {AUTO}), got {precision!r}")
-    return precision  # type: ignore[return-value]
+    return cast(Precision, precision)
 
 
 def bf16_is_fast(device: torch.device | str) -> bool:

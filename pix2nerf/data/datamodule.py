@@ -6,6 +6,7 @@ from typing import Literal, cast
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.data import AttributeDict
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from pix2nerf.cameras import FACE_PRIOR, PosePrior
@@ -15,6 +16,7 @@ from pix2nerf.data.folder import ImageFolderDataset
 from pix2nerf.data.synthetic import SyntheticHeads
 
 Source = Literal["synthetic", "eg3d", "folder"]
+NOT_SET_UP = "the data module is not set up: call setup() before asking for a data loader"
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -92,9 +94,14 @@ class FaceDataModule(L.LightningDataModule):
         self.save_hyperparameters(ignore=["prior"])
         # Config parsers may hand the prior over as a mapping.
         self.prior = PosePrior(**prior) if isinstance(prior, dict) else prior
-        self.train_set: Dataset | None = None
+        self.train_set: SyntheticHeads | EG3DDataset | ImageFolderDataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """The saved hyperparameters, read as attributes (Lightning's annotation also admits a plain mapping)."""
+        return cast(AttributeDict, super().hparams)
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -122,6 +129,7 @@ class FaceDataModule(L.LightningDataModule):
             frontal = held_out.eval_grid.index((0.0, 0.0))
             self.test_set = Subset(held_out, [i * views + frontal for i in range(h.test_size)])
         else:
+            data: EG3DDataset | ImageFolderDataset
             if h.source == "eg3d":
                 data = EG3DDataset(h.path, h.resolution, h.xflip, load_masks=h.with_semantics)
             else:
@@ -132,10 +140,13 @@ class FaceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
+        train_set = self.train_set
+        if train_set is None:
+            raise RuntimeError(NOT_SET_UP)
         return DataLoader(
-            self.train_set,
+            train_set,
             batch_size=h.batch_size,
-            sampler=EpochSeededSampler(len(self.train_set), h.seed),
+            sampler=EpochSeededSampler(len(train_set), h.seed),
             drop_last=True,
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
@@ -146,13 +157,13 @@ class FaceDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(
-            self.val_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._rng()
+            _set_up(self.val_set), batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._rng()
         )
 
     def test_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(
-            self.test_set, batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._rng()
+            _set_up(self.test_set), batch_size=h.val_size, num_workers=0, collate_fn=_collate, generator=self._rng()
         )
 
     def _rng(self) -> torch.Generator:
@@ -160,3 +171,10 @@ class FaceDataModule(L.LightningDataModule):
         from the global RNG, so the training stream a checkpoint keeps does not depend on when Lightning starts
         iterations (a resumed run may start one more than an uninterrupted one) or on validations."""
         return torch.Generator().manual_seed(self.hparams.seed)
+
+
+def _set_up(dataset: Dataset | None) -> Dataset:
+    """``dataset``, which :meth:`FaceDataModule.setup` creates before Lightning asks for its loader."""
+    if dataset is None:
+        raise RuntimeError(NOT_SET_UP)
+    return dataset

@@ -307,7 +307,7 @@ def _sphere(p: Tensor, centre: Tensor, radius: Tensor) -> Tensor:
     return _length(p - centre) - radius[0]
 
 
-def _ellipsoid(p: Tensor, centre: Tensor, radii: Tensor) -> Tensor:
+def _ellipsoid(p: Tensor, centre: Tensor | float, radii: Tensor) -> Tensor:
     """Close approximation of an ellipsoid's signed distance (Quilez's k0 (k0 - 1) / k1)."""
     scaled = (p - centre) / radii
     k0 = _length(scaled)
@@ -571,8 +571,9 @@ class _Marching(NamedTuple):
         """Move each image's unfinished rays to the front of its row; drop the columns no image needs."""
         order = torch.argsort(self.done.to(torch.uint8), dim=1, stable=True)
         order = order[:, : max(int((~self.done).sum(dim=1).max()), 1)]
-        rows = [x.gather(1, order) for x in self[:5]]
-        return _Marching(*rows, self.o.gather(2, order.expand(3, -1, -1)), self.d.gather(2, order.expand(3, -1, -1)))
+        ray, t, t_exit, done, hit = (x.gather(1, order) for x in (self.ray, self.t, self.t_exit, self.done, self.hit))
+        o, d = (x.gather(2, order.expand(3, -1, -1)) for x in (self.o, self.d))
+        return _Marching(ray, t, t_exit, done, hit, o, d)
 
     def write_to(self, t: Tensor, hit: Tensor) -> None:
         t.scatter_(1, self.ray, self.t)

@@ -74,7 +74,8 @@ def _open(data: bytes, name: str) -> ImageFile.ImageFile:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below with the package's message
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
-        raise _too_large(name, f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from error
+        limit = Image.MAX_IMAGE_PIXELS or 0  # never None here: Pillow raises this error only when a limit is set
+        raise _too_large(name, f"over {2 * limit:,} pixels") from error
     except Exception as error:  # Pillow raises many types for corrupt data
         raise ImageReadError(f"cannot decode image {name}: {error}. Is it a valid PNG/JPEG file?") from error
     width, height = image.size

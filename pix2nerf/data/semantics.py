@@ -100,8 +100,8 @@ def celebamask_label_map(annotation_dir: str | Path, index: int, resolution: int
         file = folder / f"{index:05d}_{part}.png"
         if not file.is_file():
             continue
-        mask = iio.imread(io.BytesIO(file.read_bytes()))
-        mask = torch.from_numpy(np.asarray(mask)[..., 0] if mask.ndim == 3 else np.asarray(mask)) > 0
+        pixels = iio.imread(io.BytesIO(file.read_bytes()))
+        mask = torch.from_numpy(np.asarray(pixels)[..., 0] if pixels.ndim == 3 else np.asarray(pixels)) > 0
         labels = torch.zeros(mask.shape, dtype=torch.long) if labels is None else labels
         labels[mask] = class_id
     if labels is None:

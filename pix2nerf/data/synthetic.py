@@ -157,7 +157,7 @@ class SyntheticHeads(Dataset):
         targets = [view for i in indices for view in self.target_views_of(int(i))] if self.target_views else []
         out, cameras = render_views(views + targets, self.resolution, self.prior, self.random_light)
         labels = cameras.label()
-        items = [
+        items: list[dict[str, torch.Tensor | int]] = [
             {
                 "image": out.image[k],
                 "camera": labels[k],

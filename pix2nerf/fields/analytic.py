@@ -16,6 +16,10 @@ class SpheresField(nn.Module):
         density: density inside every sphere (large = opaque surface).
     """
 
+    centres: Tensor
+    radii: Tensor
+    colours: Tensor
+
     def __init__(self, centres: Tensor, radii: Tensor, colours: Tensor, density: float = 1000.0) -> None:
         super().__init__()
         if centres.ndim != 2 or centres.shape[1] != 3 or radii.shape != centres.shape[:1]:

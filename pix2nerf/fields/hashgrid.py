@@ -34,6 +34,9 @@ class HashEncoding(nn.Module):
             (as tri-planes do), so the grid's border does not smear along rays that leave the cube.
     """
 
+    resolutions: Tensor
+    dense: Tensor
+
     def __init__(
         self,
         levels: int = 16,

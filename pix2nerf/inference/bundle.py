@@ -28,6 +28,7 @@ from pix2nerf.cameras import FACE_PRIOR, PosePrior
 from pix2nerf.checkpoint_keys import CAMERA_PRIOR, INFERENCE_PREFIXES, NETWORK_SPECS
 from pix2nerf.errors import InputError
 from pix2nerf.inference.model import FaceModel
+from pix2nerf.networks import Encoder, Generator, PlaneResidual
 from pix2nerf.networks.specs import build_network, network_spec
 from pix2nerf.precision import resolve_precision
 
@@ -239,8 +240,16 @@ def _assemble(path: Path, specs: dict, prior: PosePrior, state: dict[str, torch.
         except RuntimeError as error:
             summary = str(error).splitlines()[0]
             raise InputError(f"{path}: the {name} weights do not fit its recorded architecture ({summary})") from error
+    generator, encoder, residual = networks["generator"], networks.get("encoder"), networks.get("residual")
+    if not (
+        isinstance(generator, Generator)
+        and isinstance(encoder, Encoder | None)
+        and isinstance(residual, PlaneResidual | None)
+    ):
+        kinds = ", ".join(f"{name}: {type(network).__name__}" for name, network in networks.items())
+        raise InputError(f"{path}: its specs build networks of the wrong classes ({kinds}); the file is damaged")
     try:
-        return FaceModel(networks["generator"], networks.get("encoder"), prior, residual=networks.get("residual"))
+        return FaceModel(generator, encoder, prior, residual=residual)
     except ValueError as error:
         raise InputError(f"{path}: {error}") from error
 

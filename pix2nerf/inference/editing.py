@@ -60,6 +60,7 @@ def render_semantics(
         )
     finally:
         generator.train(was_training)
+    assert out.semantics is not None  # _require_semantics checked the generator
     return out.semantics.softmax(dim=1)
 
 
@@ -156,6 +157,7 @@ def edit_geometry(
                 num_importance=num_importance,
                 noise_mode="const",
             )
+            assert out.semantics is not None  # _require_semantics checked the generator
             loss = F.cross_entropy(out.semantics, target, ignore_index=IGNORE_LABEL)
             if latent_weight > 0:
                 loss = loss + latent_weight * offset.square().sum(-1).mean()

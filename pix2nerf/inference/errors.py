@@ -76,8 +76,9 @@ def check_command_line(tool: str, output_folders: Sequence[str] = (), argv: Sequ
                 (parsed,) = parser.parse_overrides([override])
             except OverrideParseException as error:
                 raise InputError(_unparsable(overrides, index, error)) from error
-            if parsed.key_or_group in output_folders and isinstance(parsed.value(), str):
-                check_output_folder(parsed.value(), parsed.key_or_group)
+            value = parsed.value()
+            if parsed.key_or_group in output_folders and isinstance(value, str):
+                check_output_folder(value, parsed.key_or_group)
     except InputError as error:
         print(f"{tool}: error: {error}", file=sys.stderr)
         sys.exit(INPUT_ERROR_EXIT_CODE)

@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -162,14 +163,15 @@ def detect_face(image: Tensor, name: str) -> tuple[int, int, int]:
             "or pass pre-aligned crops with detector=none"
         ) from error
     gray = ((image.mean(0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascades = cv2.data.haarcascades  # type: ignore[attr-defined]  # OpenCV's stubs omit the cv2.data module
+    cascade = cv2.CascadeClassifier(cascades + "haarcascade_frontalface_default.xml")
     faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3, minSize=(HAAR_MIN_FACE, HAAR_MIN_FACE))
     if len(faces) == 0:
         raise InputError(
             f"no face found in {name}; pass a photo with a clearly visible frontal face, or a pre-aligned "
             "crop with detector=none"
         )
-    x, y, width, height = max(faces.tolist(), key=lambda box: box[2] * box[3])
+    x, y, width, height = max(np.asarray(faces).tolist(), key=lambda box: box[2] * box[3])
     return x + width // 2, y + height // 2, max(width, height)
 
 

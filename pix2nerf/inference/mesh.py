@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -11,6 +12,8 @@ from skimage.measure import marching_cubes
 from torch import Tensor
 
 from pix2nerf.fields.base import density_activation
+from pix2nerf.fields.hashgrid import HashGridHead
+from pix2nerf.fields.triplane import TriPlaneHead
 from pix2nerf.networks.generator import Generator
 
 EG3D_DENSITY_LEVEL = 10.0
@@ -28,6 +31,14 @@ class Mesh:
     level: float
 
 
+def field_box(generator: Generator) -> float:
+    """Side of the cube, centred on the origin, that the generator's field covers."""
+    head = generator.head
+    if isinstance(head, HashGridHead):
+        return float(head.encoding.box_size)
+    return float(cast(TriPlaneHead, head).box_warp)  # tri-plane heads (and look-alikes in tests) carry box_warp
+
+
 @torch.no_grad()
 def density_grid(
     generator: Generator, params: Tensor, resolution: int = 128, chunk: int = 2**18
@@ -36,7 +47,7 @@ def density_grid(
 
     ``params``: the field of one latent, ``generator.field_params(w)`` (tri-planes (1, 3, C, H, W) or ws).
     """
-    box = float(generator.head.box_warp)
+    box = field_box(generator)
     axis = torch.linspace(-box / 2, box / 2, resolution, device=params.device)
     points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 3)
     sigma = torch.cat([generator.query(part, params).sigma for part in points.split(chunk, dim=1)], dim=1)

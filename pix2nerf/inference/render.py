@@ -68,7 +68,9 @@ def render_cameras(
         images=torch.cat([p.images for p in parts]),
         depth=torch.cat([p.depth for p in parts]),
         opacity=torch.cat([p.opacity for p in parts]),
-        semantics=torch.cat([p.semantics for p in parts]) if parts[0].semantics is not None else None,
+        semantics=torch.cat([p.semantics for p in parts if p.semantics is not None])
+        if parts[0].semantics is not None
+        else None,
     )
 
 

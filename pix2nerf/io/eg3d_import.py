@@ -12,7 +12,7 @@ import dataclasses
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor
 
@@ -280,7 +280,10 @@ def camera_prior(record: PersistentRecord) -> PosePrior:
     """EG3D's average camera (radius and pivot) on the FFHQ pose prior."""
     rendering: Mapping[str, Any] = _constructor_arguments(record).get("rendering_kwargs") or {}
     radius = float(rendering.get("avg_camera_radius", FACE_PRIOR.radius))
-    target = tuple(float(v) for v in rendering.get("avg_camera_pivot", FACE_PRIOR.target))
+    # Any length: PosePrior refuses a target that is not a 3D point.
+    target = cast(
+        tuple[float, float, float], tuple(float(v) for v in rendering.get("avg_camera_pivot", FACE_PRIOR.target))
+    )
     try:
         return dataclasses.replace(FACE_PRIOR, radius=radius, target=target)
     except ValueError as error:

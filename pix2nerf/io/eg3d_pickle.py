@@ -178,14 +178,13 @@ def _reconstruct_persistent_obj(meta: Mapping[str, Any]) -> PersistentRecord:
     state = dict(meta["state"])
     class_name, module_src = meta.get("class_name"), meta.get("module_src", "")
     init_args, init_kwargs = state.pop("_init_args", ()), state.pop("_init_kwargs", {})
-    typed = (
+    if not (
         isinstance(class_name, str)
         and isinstance(module_src, str)
         and isinstance(init_args, (tuple, list))
         and isinstance(init_kwargs, Mapping)
         and all(isinstance(key, str) for key in init_kwargs)
-    )
-    if not typed:
+    ):
         got = ", ".join(type(value).__name__ for value in (class_name, module_src, init_args, init_kwargs))
         raise InputError(
             "a persistent object's metadata is wrongly typed (class_name and module_src must be strings, _init_args "
@@ -270,7 +269,7 @@ def _numpy_reconstruct(subtype: type, shape: tuple, dtype_code: bytes) -> np.nda
     """``numpy.core.multiarray._reconstruct`` for plain arrays (the data arrives with the next BUILD)."""
     if subtype is not np.ndarray:
         raise UnsafePickleError(f"a numpy array of type {subtype!r} was refused (only numpy.ndarray loads)")
-    return np.ndarray.__new__(np.ndarray, shape, dtype_code)
+    return np.ndarray.__new__(np.ndarray, shape, np.dtype(dtype_code.decode()))
 
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
@@ -284,7 +283,11 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("numpy", "ndarray"): np.ndarray,
     **{(module, "scalar"): _numpy_scalar for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(module, "_reconstruct"): _numpy_reconstruct for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{tuple(name.rsplit(".", 1)): stand_in for name, stand_in in _STAND_INS.items()},
+    **{
+        (module, attribute): stand_in
+        for name, stand_in in _STAND_INS.items()
+        for module, attribute in [name.rsplit(".", 1)]
+    },
 }
 """Every global an EG3D pickle may name, mapped to what it becomes here; all else is refused."""
 

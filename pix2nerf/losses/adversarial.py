@@ -24,4 +24,5 @@ def r1_penalty(real_logits: Tensor, real_inputs: list[Tensor]) -> Tensor:
     for a dual discriminator; their squared gradient norms add up). Differentiable (create_graph).
     """
     gradients = torch.autograd.grad(real_logits.sum(), real_inputs, create_graph=True)
-    return sum(g.square().flatten(1).sum(dim=1) for g in gradients)
+    norms = [g.square().flatten(1).sum(dim=1) for g in gradients]
+    return sum(norms[1:], norms[0])

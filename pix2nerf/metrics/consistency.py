@@ -14,7 +14,7 @@ OCCLUSION_TOLERANCE = 0.01
 
 def unproject_depth(depth: Tensor, cameras: Cameras) -> Tensor:
     """World points (B, H * W, 3) of every pixel centre at its z-depth (B, 1, H, W)."""
-    origins, directions = rays(cameras, tuple(depth.shape[-2:]))
+    origins, directions = rays(cameras, (depth.shape[-2], depth.shape[-1]))
     cos = (directions * cameras.forward[:, None]).sum(-1, keepdim=True)
     return origins + directions * depth.flatten(2).transpose(1, 2) / cos
 

@@ -172,7 +172,7 @@ def inception_distances(
     """:class:`InceptionDistances` on Inception-v3, or None (with a warning) when Inception is unavailable
     and ``skip_missing`` is set; otherwise :class:`InceptionUnavailable` propagates."""
     try:
-        return InceptionDistances(weights_path=weights_path, **kwargs)
+        return InceptionDistances(None, weights_path, **kwargs)  # kwargs: the KID options
     except InceptionUnavailable as error:
         if not skip_missing:
             raise

@@ -19,6 +19,8 @@ class LPIPSMetric(Metric):
     """
 
     higher_is_better = False
+    total: Tensor
+    count: Tensor
 
     def __init__(
         self, net: Literal["alex", "vgg", "squeeze"] = "alex", offline_random_backbone: bool = False, **kwargs

@@ -36,6 +36,8 @@ class DiscriminatorOutput:
 class Conv2dLayer(nn.Module):
     """Equalised-learning-rate convolution with optional FIR downsampling, bias and activation."""
 
+    resample_filter: Tensor
+
     def __init__(
         self,
         in_channels: int,

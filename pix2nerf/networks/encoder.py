@@ -34,6 +34,8 @@ class Encoder(nn.Module):
         channel_base, channel_max: widths ``min(channel_base // res, channel_max)``.
     """
 
+    pose_range: Tensor
+
     def __init__(
         self,
         img_resolution: int = 64,
@@ -70,6 +72,7 @@ class Encoder(nn.Module):
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, image)
+        assert x is not None, "the encoder has at least one block"
         features = self.fc(x.flatten(1))
         w = self.w_head(features).reshape(image.shape[0], -1, self.w_dim)
         if not self.w_plus:

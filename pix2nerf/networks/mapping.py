@@ -24,6 +24,8 @@ class MappingNetwork(nn.Module):
         w_avg_beta: decay of the tracked w average.
     """
 
+    w_avg: Tensor
+
     def __init__(
         self,
         z_dim: int,

@@ -82,6 +82,7 @@ class PlaneResidual(nn.Module):
             width = out
         self.out = nn.Conv2d(width, NUM_PLANES * plane_channels, 1)
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None  # nn.Conv2d has a bias by default
         nn.init.zeros_(self.out.bias)
 
     def _width_at(self, resolution: int) -> int:

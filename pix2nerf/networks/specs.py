@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -36,7 +36,8 @@ def network_spec(network: nn.Module) -> dict[str, Any]:
     name = type(network).__name__
     if name not in network_classes() or not hasattr(network, "init_args"):
         raise TypeError(f"{name} cannot be described by a spec; use one of {sorted(network_classes())}")
-    return {"class": name, "init_args": dict(network.init_args)}
+    init_args = cast(Mapping[str, Any], network.init_args)  # nn.Module types unknown attributes as Tensor | Module
+    return {"class": name, "init_args": dict(init_args)}
 
 
 MAX_PARAMETERS = 250_000_000

@@ -26,6 +26,9 @@ class SuperResolution(nn.Module):
     Inputs of another size are first resized (bilinear, optionally antialiased) to ``input_resolution``.
     """
 
+    block0: SynthesisBlock
+    resample_filter: Tensor  # only when the first block does not upsample
+
     def __init__(
         self,
         feature_channels: int,

@@ -29,6 +29,9 @@ NoiseMode = Literal["random", "const", "none"]
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution (optionally 2x upsampling), per-pixel noise, bias and leaky ReLU."""
 
+    resample_filter: Tensor
+    noise_const: Tensor  # only with use_noise
+
     def __init__(
         self,
         in_channels: int,
@@ -91,6 +94,8 @@ class SynthesisBlock(nn.Module):
     ``conv0`` (unless ``upsample=False``, as in super-resolution's first block). Each block adds its
     ToRGB output to the (upsampled) running image.
     """
+
+    resample_filter: Tensor
 
     def __init__(
         self,
@@ -177,4 +182,5 @@ class SynthesisNetwork(nn.Module):
             block = getattr(self, f"b{res}")
             x, img = block(x, img, ws.narrow(1, w_index, block.num_conv + block.num_torgb), noise_mode)
             w_index += block.num_conv
+        assert img is not None, "the synthesis network has at least one block"
         return img

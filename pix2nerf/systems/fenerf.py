@@ -96,12 +96,13 @@ class FENeRF(GAN3D):
     @staticmethod
     def fake_semantic_input_parts(fake: GeneratorOutput) -> tuple[Tensor, Tensor]:
         """Rendered class probabilities (B, K, h, w) and the detached raw image (B, 3, h, w) of fakes."""
+        assert fake.semantics is not None  # FENeRF's generator renders semantics (checked when it was built)
         return fake.semantics.softmax(dim=1), fake.image_raw.detach()
 
     # -- training -------------------------------------------------------------------------------------------------
 
     def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
-        opt_g, opt_d, opt_s = self.optimizers()
+        opt_g, opt_d, opt_s = self.optimizer_list()
         losses = {"train/loss_g": self.generator_step(batch, opt_g)}
         with torch.no_grad():
             fake = self.generate(batch["camera"])

@@ -9,11 +9,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import kornia
 import lightning as L
 import torch
+from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
@@ -101,6 +102,10 @@ class GAN3D(L.LightningModule):
     """Constructor arguments that are networks or optimizer factories, not hyperparameters (networks are saved as
     weights); each subclass adds its own."""
 
+    step_count: Tensor
+    images_seen: Tensor
+    val_z: Tensor
+
     def __init__(
         self,
         generator: Generator,
@@ -144,10 +149,20 @@ class GAN3D(L.LightningModule):
         fixed = torch.Generator().manual_seed(seed)
         self.register_buffer("val_z", torch.randn(num_val_latents, generator.z_dim, generator=fixed), persistent=False)
 
+    @property
+    def hparams(self) -> AttributeDict:
+        """The saved hyperparameters, read as attributes (Lightning's annotation also admits a plain mapping)."""
+        return cast(AttributeDict, super().hparams)
+
     # -- configuration ---------------------------------------------------------------------------------
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer_g(self.generator.parameters()), self.optimizer_d(self.discriminator.parameters())]
+
+    def optimizer_list(self) -> list[LightningOptimizer]:
+        """The optimizers in :meth:`configure_optimizers` order (Lightning returns a lone optimizer unlisted)."""
+        optimizers = self.optimizers()
+        return optimizers if isinstance(optimizers, list) else [optimizers]
 
     def neural_resolution(self) -> int:
         """The neural rendering resolution at the current step."""
@@ -196,7 +211,7 @@ class GAN3D(L.LightningModule):
     # -- training --------------------------------------------------------------------------------------
 
     def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
-        optimizers = self.optimizers()
+        optimizers = self.optimizer_list()
         losses = {"train/loss_g": self.generator_step(batch, optimizers[0])}
         losses.update(self.discriminator_step(batch, optimizers[1]))
         self.finish_step(batch["camera"].shape[0], losses)
@@ -266,7 +281,12 @@ class GAN3D(L.LightningModule):
         """float32 for the real pass whose input gradients R1 penalises (a gradient of a gradient), else as is."""
         return full_precision(self.device) if run_r1 else nullcontext()
 
-    def optimize(self, optimizers: Optimizer | Sequence[Optimizer], loss: Tensor, name: str = "loss") -> None:
+    def optimize(
+        self,
+        optimizers: Optimizer | LightningOptimizer | Sequence[Optimizer | LightningOptimizer],
+        loss: Tensor,
+        name: str = "loss",
+    ) -> None:
         """Refuse a non-finite loss (``name`` in the error), then backward and, for each optimizer (one or several
         networks trained by the same loss), optional gradient clipping and a step."""
         optimizers = [optimizers] if isinstance(optimizers, Optimizer | LightningOptimizer) else list(optimizers)
@@ -277,7 +297,8 @@ class GAN3D(L.LightningModule):
         for optimizer in optimizers:
             if self.hparams.grad_clip:
                 clip = self.hparams.grad_clip
-                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+                # Lightning's manual-optimisation examples pass the LightningOptimizer; its annotation says Optimizer.
+                self.clip_gradients(cast(Optimizer, optimizer), gradient_clip_val=clip, gradient_clip_algorithm="norm")
             optimizer.step()
 
     def ensure_finite(self, losses: dict[str, Tensor]) -> None:
@@ -306,15 +327,15 @@ class GAN3D(L.LightningModule):
             self.training_seconds += now - self._last_step_time
             self.log("train/images_per_second", batch_size / (now - self._last_step_time), prog_bar=True)
         self._last_step_time = now
-        losses.update(
+        self.log_dict(
             {
+                **losses,
                 "train/neural_resolution": float(self.neural_resolution()),
                 "train/blur_sigma": self.blur_sigma(),
                 "train/hours": self.training_seconds / 3600,
                 "train/images_seen": float(self.images_seen),
             }
         )
-        self.log_dict(losses)
 
     @torch.no_grad()
     def update_ema(self, batch_size: int) -> None:
@@ -322,8 +343,8 @@ class GAN3D(L.LightningModule):
         beta = 0.5 ** (batch_size / max(self.hparams.ema_half_life, 1e-8))
         for ema, live in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
             ema.lerp_(live, 1.0 - beta)
-        for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
-            ema.copy_(live)
+        for ema_buffer, live_buffer in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema_buffer.copy_(live_buffer)
 
     # -- validation ----------------------------------------------------------------------------------------
 
@@ -337,7 +358,8 @@ class GAN3D(L.LightningModule):
         torch.manual_seed(self.hparams.seed)
 
     def on_validation_end(self) -> None:
-        set_rng_state(self._training_rng)
+        if self._training_rng is not None:
+            set_rng_state(self._training_rng)
         self._training_rng = None
 
     def validation_step(self, batch: FaceBatch, batch_idx: int) -> None:
@@ -409,7 +431,7 @@ class GAN3D(L.LightningModule):
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image("samples", list(pictures.values()), caption=list(pictures))
-            elif hasattr(logger.experiment, "add_image"):
+            elif hasattr(logger, "experiment") and hasattr(logger.experiment, "add_image"):
                 for name, picture in pictures.items():
                     logger.experiment.add_image("samples" if name == "rgb" else name, picture, self.global_step)
         # Rank zero only, and without ``trainer.log_dir``: that property is a collective call under DDP.
@@ -464,7 +486,7 @@ class GAN3D(L.LightningModule):
 
 def rng_state() -> dict[str, Any]:
     """The global torch RNG state: CPU, and every CUDA device when there are some."""
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

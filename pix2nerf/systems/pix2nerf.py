@@ -37,6 +37,7 @@ from pix2nerf.networks.encoder import Encoder, EncoderOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
 from pix2nerf.networks.residual import PlaneResidual, check_residual_fits
 from pix2nerf.networks.specs import network_spec
+from pix2nerf.precision import Precision
 from pix2nerf.systems.gan import GAN3D
 
 GENERATOR_MODES = ("train", "freeze", "reconstruct")
@@ -217,7 +218,7 @@ class Pix2NeRF(GAN3D):
         self.residual = residual
         self.optimizer_e = optimizer_e
         self.novel_prior = PosePrior(**novel_prior) if isinstance(novel_prior, dict) else novel_prior
-        self.lpips = None
+        self.lpips: LPIPS | None = None
         if lpips_weight > 0 or multiview_lpips_weight > 0:
             self.lpips = LPIPS(lpips_net, offline_random_backbone=lpips_offline_random)
         self.encoder_augmentation = encoder_augmentation(encoder_augment_p)
@@ -355,6 +356,7 @@ class Pix2NeRF(GAN3D):
             images = resize(images, out.image.shape[-1])
         losses = {"multiview_l1": (out.image - images).abs().mean()}
         if h.multiview_lpips_weight > 0:
+            assert self.lpips is not None  # built when multiview_lpips_weight > 0
             losses["multiview_lpips"] = self.lpips(out.image, images).mean()
         size = out.depth.shape[-1]
         coverage = F.adaptive_avg_pool2d(mask.float(), size)
@@ -366,6 +368,7 @@ class Pix2NeRF(GAN3D):
             if "target_semantics" not in batch:
                 raise ValueError("semantic_weight needs label maps in the batch: use synthetic heads (they have them)")
             labels = torch.cat([batch["semantics"][:, None], batch["target_semantics"]], dim=1).flatten(0, 1)
+            assert out.semantics is not None  # semantic_weight > 0 needs a semantic generator (checked when built)
             losses["semantic"] = F.cross_entropy(out.semantics, resize_labels(labels, out.semantics.shape[-1]))
         return losses
 
@@ -376,10 +379,11 @@ class Pix2NeRF(GAN3D):
         added to it)."""
         cache = self.teacher_cache()
         if cache is not None and cache.full:
-            return TeacherViews(*cache.sample(batch_size, device=device))
+            batch, ws, params = cache.sample(batch_size, device=device)
+            return TeacherViews(cast(FaceBatch, batch), ws, params)
         teacher = self.render_teacher_views(batch_size, device)
         if cache is not None:
-            cache.add(teacher.batch, teacher.ws, teacher.params)
+            cache.add(cast(dict[str, Tensor], teacher.batch), teacher.ws, teacher.params)  # a FaceBatch holds tensors
         return teacher
 
     def teacher_cache(self) -> TeacherCache | None:
@@ -452,7 +456,7 @@ class Pix2NeRF(GAN3D):
     # -- training ---------------------------------------------------------------------------------------------
 
     def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
-        opt_g, opt_d, opt_e = self.optimizers()
+        opt_g, opt_d, opt_e = self.optimizer_list()
         h = self.hparams
         losses: dict[str, Tensor] = {}
         if h.generator_mode == "train":
@@ -529,7 +533,7 @@ class Pix2NeRF(GAN3D):
         """The EMA generator, the encoder (and residual) and the camera prior as an inference model: a view sharing
         the networks, so validation scores exactly what an exported bundle will do."""
         trainer = self._trainer
-        precision = "bf16" if trainer is not None and "bf16" in str(trainer.precision) else "fp32"
+        precision: Precision = "bf16" if trainer is not None and "bf16" in str(trainer.precision) else "fp32"
         return FaceModel(self.generator_ema, self.encoder, self.novel_prior, precision, self.residual)
 
     def validation_step(self, batch: FaceBatch, batch_idx: int) -> None:
@@ -550,7 +554,7 @@ class Pix2NeRF(GAN3D):
             self.face_model(), views, offsets_deg, neural_resolution=self.neural_resolution(), perceptual=perceptual
         )
         metrics = {f"{stage}/{name}": value.nanmean() for name, value in scores.per_image.items()}
-        if scores.semantic_labels is not None:
+        if scores.semantic_labels is not None and views.semantics is not None:
             classes = self.generator.num_semantic_classes
             metrics[f"{stage}/semantic_miou"] = mean_iou(scores.semantic_labels, views.semantics, classes)
         self.log_dict(metrics, batch_size=len(views.images), sync_dist=True)

@@ -55,8 +55,16 @@ HOST_HEADER = re.compile(r"(?P<name>[a-z0-9._-]+|\[(?P<ipv6>[0-9a-f:.]+)\])(:[0-
 """A Host header: a name, an IPv4 address or a bracketed IPv6 address, then an optional port."""
 
 Export = Callable[[ViewerSession, View], bytes]
+
+
+def _export_view(session: ViewerSession, view: View) -> bytes:
+    png = session.render(replace(view, quality="full"))
+    assert png is not None  # render returns None only when its still_wanted says so; by default it is always wanted
+    return png
+
+
 EXPORTS: dict[str, tuple[str, Export]] = {
-    "/api/export/view.png": ("image/png", lambda session, view: session.render(replace(view, quality="full"))),
+    "/api/export/view.png": ("image/png", _export_view),
     "/api/export/orbit.mp4": ("video/mp4", ViewerSession.export_video),
     "/api/export/mesh.ply": ("application/octet-stream", ViewerSession.export_mesh),
 }
@@ -144,14 +152,16 @@ class ViewerServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
-    def process_request(self, request: socket.socket, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
+    def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+        if isinstance(request, socket.socket):  # always, for a TCP server (datagram servers get tuples)
+            with self._connections_lock:
+                self._connections.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
+    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        if isinstance(request, socket.socket):
+            with self._connections_lock:
+                self._connections.discard(request)
         super().shutdown_request(request)
 
     def server_close(self) -> None:
@@ -168,6 +178,7 @@ class ViewerServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes | bytearray) else host
         return f"http://{host}:{port}/"
 
 
