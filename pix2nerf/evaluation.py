@@ -98,7 +98,7 @@ class _Inversions:
                 group[0].model.render(
                     torch.cat([i.w for i in group]),
                     angles[start:end],
-                    resolution=self.neural_resolution,
+                    neural_resolution=self.neural_resolution,
                     plane_offsets=_cat_optional(offsets),
                 )
             )

@@ -31,7 +31,7 @@ def frontal_views(heads: SyntheticHeads, count: int) -> dict[str, torch.Tensor]:
 def test_bundled_model_novel_views_on_held_out_heads():
     """The shared protocol (pix2nerf.evaluation) on 6 held-out heads: novel views at +-30 degrees and pose."""
     model = load_model(BUNDLE)
-    heads = SyntheticHeads("test", resolution=model.resolution, num_identities=NUM_IDENTITIES)
+    heads = SyntheticHeads("test", resolution=model.image_resolution, num_identities=NUM_IDENTITIES)
     views = SourceViews.from_batch(frontal_views(heads, NUM_IDENTITIES))
     scores = score_inversions(model, views, offsets_deg=(round(math.degrees(NOVEL_YAW)),)).per_image
     novel_psnr, pose_error = scores["novel_psnr"].mean().item(), scores["pose_error_deg"].mean().item()
@@ -49,7 +49,7 @@ degrees (measured 52.8 and 61.1 dB; 24+24 costs half of 48+48, 16+16 a third).""
 
 def test_fewer_samples_per_ray_match_the_dense_reference():
     model = load_model(BUNDLE)
-    heads = SyntheticHeads("test", resolution=model.resolution, num_identities=4)
+    heads = SyntheticHeads("test", resolution=model.image_resolution, num_identities=4)
     images = frontal_views(heads, 4)["image"]
     with torch.no_grad():
         encoded = model.encode(images)

@@ -242,7 +242,8 @@ def inversion(cfg: DictConfig, device: torch.device) -> list[Result]:
     if model.encoder is None:
         raise SystemExit(f"{cfg.inversion.checkpoint} has no encoder: nothing to benchmark for inversion")
     num_coarse, num_importance = sample_counts(cfg, device)
-    image = torch.rand(1, 3, model.resolution, model.resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    size = model.image_resolution
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     image = image.to(device)
 
     def invert() -> None:
@@ -251,7 +252,7 @@ def inversion(cfg: DictConfig, device: torch.device) -> list[Result]:
             model.render(encoded.w, encoded.yaw_pitch, num_coarse=num_coarse, num_importance=num_importance)
 
     neural = model.generator.neural_resolution
-    name = f"inversion: encode + render {model.resolution}^2 (neural {neural}^2)"
+    name = f"inversion: encode + render {model.image_resolution}^2 (neural {neural}^2)"
     result = measure(name, invert, neural**2, device, **_reps(cfg))
     result.images_per_second = 1 / result.seconds
     return [result]

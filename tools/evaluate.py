@@ -92,7 +92,7 @@ class Evaluation:
 
     def __init__(self, model: FaceModel, cfg: DictConfig, device: torch.device) -> None:
         self.model, self.cfg, self.device = model, cfg, device
-        self.heads = SyntheticHeads("test", model.resolution, cfg.num_identities, prior=model.prior)
+        self.heads = SyntheticHeads("test", model.image_resolution, cfg.num_identities, prior=model.prior)
         self.views = len(self.heads.eval_grid)
         self.scores: dict[str, list[Tensor]] = defaultdict(list)
         self.labels: dict[str, list[tuple[Tensor, Tensor]]] = defaultdict(list)
@@ -170,7 +170,7 @@ class Evaluation:
         frontal = self.model.cameras(torch.zeros(len(real), 2, device=self.device)).label()
         w = generator.mapping(z, frontal, truncation_psi=self.cfg.fid.truncation_psi)
         self.inception.update(real, real=True)
-        samples = self.model.render(w, yaw_pitch, resolution=self.cfg.neural_resolution).image
+        samples = self.model.render(w, yaw_pitch, neural_resolution=self.cfg.neural_resolution).image
         self.inception.update(samples, real=False)
 
     def run(self) -> dict[str, float]:
@@ -225,7 +225,7 @@ def evaluate(cfg: DictConfig) -> dict:
         **PROTOCOL,
         "num_identities": cfg.num_identities,
         "seed": cfg.seed,
-        "resolution": model.resolution,
+        "resolution": model.image_resolution,
         "neural_resolution": cfg.neural_resolution or model.generator.neural_resolution,
         "encoder": model.encoder is not None,
         "plane_residual": model.residual is not None,

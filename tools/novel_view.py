@@ -47,7 +47,7 @@ def run(cfg: DictConfig) -> list[dict]:
     model = load_model(cfg.checkpoint, device, cfg.precision)
     print(
         f"loaded {cfg.checkpoint} in {time.perf_counter() - start:.2f} s "
-        f"({model.resolution}^2, {device}, {model.precision})"
+        f"({model.image_resolution}^2, {device}, {model.precision})"
     )
     options = options_from_config(cfg)
     reports: list[dict] = []

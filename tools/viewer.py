@@ -40,7 +40,7 @@ def build(cfg: DictConfig) -> ViewerServer:
     model = load_model(cfg.checkpoint, device, cfg.precision)
     print(
         f"loaded {cfg.checkpoint} in {time.perf_counter() - start:.2f} s "
-        f"({model.resolution}^2, {device}, {model.precision})"
+        f"({model.image_resolution}^2, {device}, {model.precision})"
     )
     session = ViewerSession(model, options_from_config(cfg))
     if cfg.input:

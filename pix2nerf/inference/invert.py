@@ -144,8 +144,8 @@ def refine(
     with ``model``, or after PTI with its view over the tuned copy of ``model.generator``.
     """
     target = (image if image.ndim == 4 else image[None]).to(start.w.device)
-    if target.shape[-1] != model.resolution:
-        raise ValueError(f"refinement compares at the model's {model.resolution}^2; got {tuple(target.shape)}")
+    if target.shape[-1] != model.image_resolution:
+        raise ValueError(f"refinement compares at the model's {model.image_resolution}^2; got {tuple(target.shape)}")
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(options.seed)
     loss_fn = ReconstructionLoss(target, options, start.plane_offsets)

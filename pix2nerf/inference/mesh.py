@@ -41,17 +41,17 @@ def field_box(generator: Generator) -> float:
 
 @torch.no_grad()
 def density_grid(
-    generator: Generator, params: Tensor, resolution: int = 128, chunk: int = 2**18
+    generator: Generator, params: Tensor, grid_resolution: int = 128, chunk: int = 2**18
 ) -> tuple[Tensor, float]:
-    """Activated density on a resolution^3 grid covering the field's box: ((R, R, R) indexed [x, y, z], box side).
+    """Activated density on a grid_resolution^3 grid covering the field's box: ((R, R, R) indexed [x, y, z], box side).
 
     ``params``: the field of one latent, ``generator.field_params(w)`` (tri-planes (1, 3, C, H, W) or ws).
     """
     box = field_box(generator)
-    axis = torch.linspace(-box / 2, box / 2, resolution, device=params.device)
+    axis = torch.linspace(-box / 2, box / 2, grid_resolution, device=params.device)
     points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 3)
     sigma = torch.cat([generator.query(part, params).sigma for part in points.split(chunk, dim=1)], dim=1)
-    return density_activation(sigma).reshape(resolution, resolution, resolution), box
+    return density_activation(sigma).reshape(grid_resolution, grid_resolution, grid_resolution), box
 
 
 @torch.no_grad()
@@ -65,20 +65,20 @@ def field_colors(generator: Generator, params: Tensor, points: Tensor, chunk: in
 def extract_mesh(
     generator: Generator,
     w: Tensor,
-    resolution: int = 128,
+    grid_resolution: int = 128,
     level: float = EG3D_DENSITY_LEVEL,
     plane_offsets: Tensor | None = None,
     fallback_to_range: bool = False,
 ) -> Mesh:
     """Marching cubes at density ``level`` on the field of latent w (1, num_ws, w_dim) with tri-plane offsets
-    (1, 3, C, P, P) or None.
+    (1, 3, C, P, P) or None, sampled on a ``grid_resolution``^3 grid over the field's box.
 
     A field whose density never crosses ``level`` (fields of other models differ in scale: an imported EG3D model
     may stay below EG3D's 10) raises a ValueError naming its range, or with ``fallback_to_range`` is cut at the
     middle of its range instead (the mesh's ``level`` says which).
     """
     params = generator.field_params(w, noise_mode="const", plane_offsets=plane_offsets)
-    density, box = density_grid(generator, params, resolution)
+    density, box = density_grid(generator, params, grid_resolution)
     grid = density.cpu().numpy()
     low, high = float(grid.min()), float(grid.max())
     if not low < level < high:
@@ -88,7 +88,7 @@ def extract_mesh(
                 "choose a level inside that range"
             )
         level = (low + high) / 2
-    spacing = box / (resolution - 1)
+    spacing = box / (grid_resolution - 1)
     vertices, faces, _, _ = marching_cubes(grid, level=level, spacing=(spacing,) * 3, gradient_direction="ascent")
     vertices = (vertices - box / 2).astype(np.float32)
     colors = field_colors(generator, params, torch.from_numpy(vertices).to(w.device))

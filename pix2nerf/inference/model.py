@@ -58,7 +58,7 @@ class FaceModel(nn.Module):
         return autocast(self.precision, self.w_avg.device)
 
     @property
-    def resolution(self) -> int:
+    def image_resolution(self) -> int:
         """Size of the images the model renders and the encoder reads."""
         return self.generator.image_resolution
 
@@ -109,7 +109,7 @@ class FaceModel(nn.Module):
         self,
         w: Tensor,
         yaw_pitch: Tensor,
-        resolution: int | None = None,
+        neural_resolution: int | None = None,
         num_coarse: int | None = None,
         num_importance: int | None = None,
         plane_offsets: Tensor | None = None,
@@ -117,13 +117,13 @@ class FaceModel(nn.Module):
     ) -> GeneratorOutput:
         """Render latents w (B, num_ws, w_dim) with ``plane_offsets`` (B, 3, C, P, P) from :meth:`encode`, or
         None, at (yaw, pitch) (B, 2) with this model's generator (for a per-image fine-tuned one, render with
-        :meth:`with_generator`'s view). Resolution is the neural rendering size (default: the generator's);
+        :meth:`with_generator`'s view). ``neural_resolution`` is the neural rendering size (default: the generator's);
         ``super_resolve=False`` skips super-resolution (``image`` is the neural rendering)."""
         with self.autocast():
             return self.generator.synthesis(
                 w,
                 self.cameras(yaw_pitch.to(w.device)),
-                neural_resolution=resolution,
+                neural_resolution=neural_resolution,
                 num_coarse=num_coarse,
                 num_importance=num_importance,
                 noise_mode="const",

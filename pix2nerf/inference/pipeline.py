@@ -9,6 +9,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from torch import Tensor
 
 from pix2nerf.inference import paths
 from pix2nerf.inference.errors import check_output_folder
-from pix2nerf.inference.inputs import FaceDetector, load_face
+from pix2nerf.inference.inputs import Face, FaceDetector, load_face
 from pix2nerf.inference.invert import Inversion, RefineOptions, encode, refine
 from pix2nerf.inference.media import depth_frames, semantic_frames, to_frames, write_grid, write_video
 from pix2nerf.inference.mesh import EG3D_DENSITY_LEVEL, extract_mesh, write_obj, write_ply
@@ -33,14 +35,15 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass
 class NovelViewOptions:
-    """What to render and write. Angles are radians; resolution is the neural rendering size (None: the model's).
+    """What to render and write. Angles are radians; neural_resolution is the neural rendering size (None: the
+    model's).
 
     Attributes:
         path, num_frames, yaw_amplitude, pitch_amplitude, yaws, pitches: the video's camera path
             (:func:`pix2nerf.inference.paths.camera_path`), centred on the estimated pose when
             ``follow_estimated_pose``, else on the frontal view.
         fps: video frame rate. grid_yaws, grid_pitches, grid_yaw_amplitude, grid_pitch_amplitude: the grid PNG.
-        resolution, num_coarse, num_importance, max_samples: rendering quality and memory budget.
+        neural_resolution, num_coarse, num_importance, max_samples: rendering quality and memory budget.
         mesh_resolution, mesh_level: marching-cubes grid size and density level (0 resolution: no mesh).
         refine: per-image refinement (``refine.steps = 0``: encoder only).
         gif: also write GIFs of the videos.
@@ -60,7 +63,7 @@ class NovelViewOptions:
     grid_pitches: int = 3
     grid_yaw_amplitude: float = 0.5
     grid_pitch_amplitude: float = 0.25
-    resolution: int | None = None
+    neural_resolution: int | None = None
     num_coarse: int | None = None
     num_importance: int | None = None
     max_samples: int = 2**22
@@ -96,36 +99,81 @@ def novel_views(
     """
     out = check_output_folder(output_dir, "output_dir")
     out.mkdir(parents=True, exist_ok=True)
-    device = model.w_avg.device
     timings: dict[str, float] = {}
-
-    def timed(name: str, start: float) -> None:
-        timings[name] = round(time.perf_counter() - start, 4)
-
-    start = time.perf_counter()
-    face = load_face(image_path, model.resolution, options.detector, prior=model.prior)
-    image = face.image.to(device)
-    iio.imwrite(out / "input.png", to_frames(image[None])[0])
-    timed("load", start)
-
-    start = time.perf_counter()
-    inversion = encode(model, image, face.yaw_pitch)
-    timed("encode", start)
-    report: dict[str, Any] = {"input": str(image_path), "resolution": model.resolution, "detector": face.detector}
+    with timed(timings, "load"):
+        face, image = load_input(model, image_path, options.detector, out)
+    report: dict[str, Any] = {"input": str(image_path), "resolution": model.image_resolution, "detector": face.detector}
     if face.yaw_pitch is not None:
         report["landmark_yaw_pitch_degrees"] = [math.degrees(angle) for angle in face.yaw_pitch.tolist()]
+    inversion, reconstruction, scores = invert_image(model, image, face.yaw_pitch, options.refine, progress, timings)
+    report.update(scores)
+    camera = write_inversion(out, model, inversion, reconstruction)
+    num_frames, files = write_videos(out, inversion, options, timings)
+    write_grids(out, inversion, options, timings)
+    if options.mesh_resolution > 0:
+        report["mesh"] = write_mesh(out, inversion, options, timings)
+    report.update(
+        {
+            "camera": camera,
+            "frames": num_frames,
+            "refinement_losses": inversion.losses[:: max(1, len(inversion.losses) // 20)],
+            "timings_seconds": timings,
+            "files": files,
+        }
+    )
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Record the seconds the block takes (rounded to 0.1 ms) as ``timings[name]``, once it succeeds."""
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 4)
+
+
+def load_input(model: FaceModel, image_path: str | Path, detector: FaceDetector, out: Path) -> tuple[Face, Tensor]:
+    """The face of ``image_path`` at the model's image size (cropped or aligned by ``detector``) and its image
+    (3, H, W) on the model's device; writes ``input.png``."""
+    face = load_face(image_path, model.image_resolution, detector, prior=model.prior)
+    image = face.image.to(model.w_avg.device)
+    iio.imwrite(out / "input.png", to_frames(image[None])[0])
+    return face, image
+
+
+def reconstruct(inversion: Inversion) -> Tensor:
+    """The inversion rendered at its own pose (1, 3, H, W) with its model."""
     with torch.no_grad():
-        reconstruction = model.render(inversion.w, inversion.yaw_pitch, plane_offsets=inversion.plane_offsets).image
-    report["psnr_encoder"] = psnr(reconstruction, image[None]).item()
-    if options.refine.steps > 0 or options.refine.finetune_steps > 0:
-        start = time.perf_counter()
-        inversion = refine(model, image, inversion, options.refine, progress)
-        timed("refine", start)
-        with torch.no_grad():
-            reconstruction = inversion.model.render(
-                inversion.w, inversion.yaw_pitch, plane_offsets=inversion.plane_offsets
-            ).image
-    report["psnr_reconstruction"] = psnr(reconstruction, image[None]).item()
+        return inversion.model.render(inversion.w, inversion.yaw_pitch, plane_offsets=inversion.plane_offsets).image
+
+
+def invert_image(
+    model: FaceModel,
+    image: Tensor,
+    landmark_yaw_pitch: Tensor | None,
+    options: RefineOptions,
+    progress: bool,
+    timings: dict[str, float],
+) -> tuple[Inversion, Tensor, dict[str, float]]:
+    """Encode ``image`` (3, H, W) (at the landmarks' pose, if any) and refine it unless ``options`` skip both
+    refinement stages. Returns the inversion, its reconstruction and the PSNRs of the encoder's and the final
+    reconstruction; times ``encode`` and ``refine``."""
+    with timed(timings, "encode"):
+        inversion = encode(model, image, landmark_yaw_pitch)
+    reconstruction = reconstruct(inversion)
+    scores = {"psnr_encoder": psnr(reconstruction, image[None]).item()}
+    if options.steps > 0 or options.finetune_steps > 0:
+        with timed(timings, "refine"):
+            inversion = refine(model, image, inversion, options, progress)
+        reconstruction = reconstruct(inversion)
+    scores["psnr_reconstruction"] = psnr(reconstruction, image[None]).item()
+    return inversion, reconstruction, scores
+
+
+def write_inversion(out: Path, model: FaceModel, inversion: Inversion, reconstruction: Tensor) -> dict[str, Any]:
+    """Write ``reconstruction.png``, ``latent.pt`` (w, yaw_pitch and any plane offsets) and ``camera.json``;
+    returns the camera record."""
     iio.imwrite(out / "reconstruction.png", to_frames(reconstruction)[0])
     latent = {"w": inversion.w.cpu(), "yaw_pitch": inversion.yaw_pitch.cpu()}
     if inversion.plane_offsets is not None:
@@ -133,27 +181,41 @@ def novel_views(
     torch.save(latent, out / "latent.pt")
     camera = camera_record(model, inversion)
     (out / "camera.json").write_text(json.dumps(camera, indent=2))
+    return camera
 
-    def render(angles: Tensor) -> Views:
-        return render_views(
-            inversion.model,
-            inversion.w,
-            angles,
-            options.resolution,
-            options.num_coarse,
-            options.num_importance,
-            options.max_samples,
-            inversion.plane_offsets,
-        )
 
-    start = time.perf_counter()
-    path = paths.camera_path(
+def render_inversion(inversion: Inversion, camera_angles: Tensor, options: NovelViewOptions) -> Views:
+    """The inverted face at each (yaw, pitch) of ``camera_angles`` (N, 2) at the options' quality."""
+    return render_views(
+        inversion.model,
+        inversion.w,
+        camera_angles,
+        options.neural_resolution,
+        options.num_coarse,
+        options.num_importance,
+        options.max_samples,
+        inversion.plane_offsets,
+    )
+
+
+def video_angles(options: NovelViewOptions, inversion: Inversion) -> Tensor:
+    """(N, 2) yaw/pitch of the video's frames: the options' path, around the estimated pose if it is followed."""
+    camera_angles = paths.camera_path(
         options.path, options.num_frames, options.yaw_amplitude, options.pitch_amplitude, options.yaws, options.pitches
     )
     if options.follow_estimated_pose:
-        path = paths.around(path, inversion.yaw_pitch.cpu())
-    video = render(path)
-    timed("render_video", start)
+        camera_angles = paths.around(camera_angles, inversion.yaw_pitch.cpu())
+    return camera_angles
+
+
+def write_videos(
+    out: Path, inversion: Inversion, options: NovelViewOptions, timings: dict[str, float]
+) -> tuple[int, list[str]]:
+    """Render the camera path and write ``orbit``, ``depth`` (+ ``depth/*.png``, ``depth.npy``) and, for semantic
+    models, ``semantics`` videos; times ``render_video``. Returns the number of frames and the video files."""
+    with timed(timings, "render_video"):
+        camera_angles = video_angles(options, inversion)
+        video = render_inversion(inversion, camera_angles, options)
     files = write_video(out / "orbit", video.images, options.fps, options.gif)
     depth_images = depth_frames(video.depth, video.opacity)
     files += write_video(out / "depth", depth_images, options.fps, options.gif)
@@ -163,19 +225,26 @@ def novel_views(
     np.save(out / "depth.npy", video.depth[:, 0].cpu().numpy().astype(np.float32))
     if video.semantics is not None:
         files += write_video(out / "semantics", semantic_frames(video.semantics), options.fps, options.gif)
+    return len(camera_angles), files
 
-    start = time.perf_counter()
-    grid_angles = paths.grid(
-        options.grid_yaws, options.grid_pitches, options.grid_yaw_amplitude, options.grid_pitch_amplitude
-    )
-    grid = render(grid_angles)
-    timed("render_grid", start)
+
+def write_grids(out: Path, inversion: Inversion, options: NovelViewOptions, timings: dict[str, float]) -> None:
+    """Render the yaw x pitch grid and write ``grid.png`` (and ``semantics_grid.png`` for semantic models); times
+    ``render_grid``."""
+    with timed(timings, "render_grid"):
+        grid_angles = paths.grid(
+            options.grid_yaws, options.grid_pitches, options.grid_yaw_amplitude, options.grid_pitch_amplitude
+        )
+        grid = render_inversion(inversion, grid_angles, options)
     write_grid(out / "grid.png", grid.images, options.grid_yaws)
     if grid.semantics is not None:
         write_grid(out / "semantics_grid.png", semantic_frames(grid.semantics), options.grid_yaws)
 
-    if options.mesh_resolution > 0:
-        start = time.perf_counter()
+
+def write_mesh(out: Path, inversion: Inversion, options: NovelViewOptions, timings: dict[str, float]) -> dict[str, Any]:
+    """Extract the surface at ``mesh_level`` (or the middle of the field's range, with a warning, when the density
+    never reaches it) and write ``mesh.ply`` and ``mesh.obj``; times ``mesh``. Returns the report's mesh entry."""
+    with timed(timings, "mesh"):
         mesh = extract_mesh(
             inversion.model.generator,
             inversion.w,
@@ -186,23 +255,11 @@ def novel_views(
         )
         write_ply(mesh, out / "mesh.ply")
         write_obj(mesh, out / "mesh.obj")
-        timed("mesh", start)
-        report["mesh"] = {"vertices": len(mesh.vertices), "faces": len(mesh.faces), "level": mesh.level}
-        if mesh.level != options.mesh_level:
-            report["mesh"]["warning"] = (
-                f"the density never crosses mesh_level {options.mesh_level}; the surface is at {mesh.level:.4g}, "
-                "the middle of the field's range (set mesh_level to choose another)"
-            )
-            LOGGER.warning(report["mesh"]["warning"])
-
-    report.update(
-        {
-            "camera": camera,
-            "frames": len(path),
-            "refinement_losses": inversion.losses[:: max(1, len(inversion.losses) // 20)],
-            "timings_seconds": timings,
-            "files": files,
-        }
-    )
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    return report
+    entry: dict[str, Any] = {"vertices": len(mesh.vertices), "faces": len(mesh.faces), "level": mesh.level}
+    if mesh.level != options.mesh_level:
+        entry["warning"] = (
+            f"the density never crosses mesh_level {options.mesh_level}; the surface is at {mesh.level:.4g}, "
+            "the middle of the field's range (set mesh_level to choose another)"
+        )
+        LOGGER.warning(entry["warning"])
+    return entry

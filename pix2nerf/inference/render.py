@@ -23,9 +23,10 @@ class Views:
     semantics: Tensor | None
 
 
-def views_per_batch(resolution: int, samples_per_ray: int, max_samples: int) -> int:
-    """How many views fit in one batch when at most ``max_samples`` ray samples are evaluated at once."""
-    return max(1, max_samples // (resolution * resolution * samples_per_ray))
+def views_per_batch(neural_resolution: int, samples_per_ray: int, max_samples: int) -> int:
+    """How many views of ``neural_resolution``^2 rays fit in one batch when at most ``max_samples`` ray samples are
+    evaluated at once."""
+    return max(1, max_samples // (neural_resolution * neural_resolution * samples_per_ray))
 
 
 @torch.no_grad()
@@ -33,7 +34,7 @@ def render_cameras(
     generator: Generator,
     w: Tensor,
     cameras: Cameras,
-    resolution: int | None = None,
+    neural_resolution: int | None = None,
     num_coarse: int | None = None,
     num_importance: int | None = None,
     max_samples: int = 2**22,
@@ -43,12 +44,12 @@ def render_cameras(
     them), in batches of at most ``max_samples`` ray samples (about 100 bytes each per feature channel on CPU). The
     field (tri-planes) is computed once.
 
-    ``resolution`` is the neural rendering size (default: the generator's).
+    ``neural_resolution`` is the neural rendering size (default: the generator's).
     """
-    resolution = resolution or generator.neural_resolution
+    neural_resolution = neural_resolution or generator.neural_resolution
     coarse = generator.renderer.num_coarse if num_coarse is None else num_coarse
     fine = generator.renderer.num_importance if num_importance is None else num_importance
-    batch = views_per_batch(resolution, coarse + fine, max_samples)
+    batch = views_per_batch(neural_resolution, coarse + fine, max_samples)
     params = generator.field_params(w, noise_mode="const", plane_offsets=plane_offsets)
     parts: list[Views] = []
     for start in range(0, len(cameras), batch):
@@ -57,7 +58,7 @@ def render_cameras(
         out = generator.synthesis(
             w.expand(size, -1, -1),
             chunk,
-            resolution,
+            neural_resolution,
             num_coarse,
             num_importance,
             noise_mode="const",
@@ -78,7 +79,7 @@ def render_views(
     model: FaceModel,
     w: Tensor,
     angles: Tensor,
-    resolution: int | None = None,
+    neural_resolution: int | None = None,
     num_coarse: int | None = None,
     num_importance: int | None = None,
     max_samples: int = 2**22,
@@ -86,9 +87,10 @@ def render_views(
 ) -> Views:
     """Render latent w (1, num_ws, w_dim) with ``plane_offsets`` (1, 3, C, P, P) or None at each (yaw, pitch) of
     ``angles`` (N, 2) on the model's camera sphere with the model's generator (see :func:`render_cameras`); a
-    face refined with PTI renders with its own model, ``inversion.model``."""
+    face refined with PTI renders with its own model, ``inversion.model``. ``neural_resolution`` is the neural
+    rendering size (default: the generator's)."""
     cameras = model.cameras(angles.to(w.device))
     with model.autocast():
         return render_cameras(
-            model.generator, w, cameras, resolution, num_coarse, num_importance, max_samples, plane_offsets
+            model.generator, w, cameras, neural_resolution, num_coarse, num_importance, max_samples, plane_offsets
         )

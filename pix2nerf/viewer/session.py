@@ -181,7 +181,7 @@ class ViewerSession:
     def appearance_swap_available(self) -> bool:
         return bool(self.model.generator.decoupled_latents)
 
-    def resolution(self, quality: Quality) -> int:
+    def neural_resolution(self, quality: Quality) -> int:
         """Neural rendering size for a quality level."""
         neural = self.model.generator.neural_resolution
         if quality == "preview":
@@ -195,9 +195,9 @@ class ViewerSession:
             yaw, pitch = self.face.yaw_pitch[0].tolist()
             face = {"name": self.face_name, "yaw": yaw, "pitch": pitch}
         return {
-            "image_resolution": self.model.resolution,
-            "preview_resolution": self.resolution("preview"),
-            "full_resolution": self.resolution("full"),
+            "image_resolution": self.model.image_resolution,
+            "preview_resolution": self.neural_resolution("preview"),
+            "full_resolution": self.neural_resolution("full"),
             "semantics": self.semantics_available,
             "appearance_swap": self.appearance_swap_available,
             "appearance_source": self.appearance_source is not None,
@@ -210,7 +210,7 @@ class ViewerSession:
         """An upload (image or ``latent.pt``) -> its inversion (encoder, then refinement when configured)."""
         if Path(name).suffix.lower() in LATENT_SUFFIXES:
             return load_latent(data, name, self.model)
-        face = decode_face(data, name, self.model.resolution, self.options.detector, prior=self.model.prior)
+        face = decode_face(data, name, self.model.image_resolution, self.options.detector, prior=self.model.prior)
         image = face.image.to(self.model.w_avg.device)
         inversion = encode(self.model, image, face.yaw_pitch)
         if self.options.refine_steps > 0 or self.options.finetune_steps > 0:
@@ -263,7 +263,7 @@ class ViewerSession:
             raise InputError("this model renders no semantic maps; choose rgb or depth")
 
     @torch.no_grad()
-    def _render(self, view: View, angles: Tensor, resolution: int) -> Tensor:
+    def _render(self, view: View, angles: Tensor, neural_resolution: int) -> Tensor:
         """Display images (N, 3, H, W) in [-1, 1] of the view's mode at ``angles`` (N, 2), batched in memory."""
         cameras = self.cameras(angles, view.zoom)
         model, w = self._face_model(), self.latent(view)
@@ -272,7 +272,7 @@ class ViewerSession:
                 model.generator,
                 w,
                 cameras,
-                resolution,
+                neural_resolution,
                 max_samples=self.options.max_samples,
                 plane_offsets=self.plane_offsets(view),
             )
@@ -290,7 +290,7 @@ class ViewerSession:
             if not still_wanted():
                 return None
             angles = torch.tensor([[view.yaw, view.pitch]])
-            return png_bytes(self._render(view, angles, self.resolution(view.quality))[0])
+            return png_bytes(self._render(view, angles, self.neural_resolution(view.quality))[0])
 
     def export_video(self, view: View) -> bytes:
         """An orbit around the view (its mode, zoom, truncation, appearance) at full resolution, as MP4."""
@@ -299,7 +299,7 @@ class ViewerSession:
         orbit = paths.orbit(options.video_frames, options.video_yaw_amplitude, options.video_pitch_amplitude)
         angles = paths.around(orbit, torch.tensor([view.yaw, view.pitch]))
         with self.lock:
-            frames = self._render(view, angles, self.resolution("full"))
+            frames = self._render(view, angles, self.neural_resolution("full"))
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "orbit"
             write_video(path, frames, options.video_fps, gif=False)

@@ -229,7 +229,7 @@ def test_cmyk_and_phone_jpegs_of_a_head_invert_like_the_original(head, tmp_path)
     renders = {}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-        encoded = model.encode(load_face(tmp_path / name, model.resolution).image[None])
+        encoded = model.encode(load_face(tmp_path / name, model.image_resolution).image[None])
         novel = model.render(encoded.w, encoded.yaw_pitch + torch.tensor([[0.5, 0.0]])).image
         renders[name] = (encoded.yaw_pitch, novel)
     pose, novel = renders["original.png"]

@@ -29,7 +29,7 @@ class SphereGenerator:
 
 
 def test_sphere_mesh_has_the_right_radius_orientation_and_colour(tmp_path):
-    mesh = extract_mesh(SphereGenerator(), torch.zeros(1, 1, 1), resolution=48, level=INSIDE_DENSITY / 2)
+    mesh = extract_mesh(SphereGenerator(), torch.zeros(1, 1, 1), grid_resolution=48, level=INSIDE_DENSITY / 2)
     radii = np.linalg.norm(mesh.vertices, axis=1)
     assert radii.mean() == pytest.approx(RADIUS, abs=0.01) and radii.std() < 0.01
     triangles = mesh.vertices[mesh.faces]
@@ -50,7 +50,7 @@ def test_sphere_mesh_has_the_right_radius_orientation_and_colour(tmp_path):
 
 def test_level_outside_the_field_is_a_clear_error():
     with pytest.raises(ValueError, match="never crosses level"):
-        extract_mesh(SphereGenerator(), torch.zeros(1, 1, 1), resolution=16, level=1e6)
+        extract_mesh(SphereGenerator(), torch.zeros(1, 1, 1), grid_resolution=16, level=1e6)
 
 
 def test_hash_grid_fields_are_meshed_over_their_own_box():
@@ -60,6 +60,6 @@ def test_hash_grid_fields_are_meshed_over_their_own_box():
 
     generator = tiny_generator(field="hashgrid", hash_levels=2, hash_table_size_log2=8, hash_max_resolution=32)
     ws = generator.mapping(torch.randn(1, generator.z_dim), torch.zeros(1, 25))
-    density, box = density_grid(generator, generator.field_params(ws), resolution=8)
+    density, box = density_grid(generator, generator.field_params(ws), grid_resolution=8)
     assert box == generator.head.encoding.box_size and density.shape == (8, 8, 8)
     assert torch.isfinite(density).all()

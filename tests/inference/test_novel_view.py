@@ -92,7 +92,7 @@ def test_novel_view_tool_writes_every_output(trained, tmp_path):
 
 def test_lightning_checkpoint_works_directly(trained, tmp_path):
     model_ckpt, model_bundle = load_model(trained["checkpoint"]), load_model(trained["bundle"])
-    image = torch.zeros(1, 3, model_ckpt.resolution, model_ckpt.resolution)
+    image = torch.zeros(1, 3, model_ckpt.image_resolution, model_ckpt.image_resolution)
     a, b = model_ckpt.encode(image), model_bundle.encode(image)
     assert torch.allclose(a.w, b.w, atol=1e-2)  # the bundle holds fp16 weights
 

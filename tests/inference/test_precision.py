@@ -26,7 +26,7 @@ NOVEL_OFFSET = (EVAL_YAWS[-1], 0.0)  # yaw, pitch from the estimated pose: the t
 
 
 def held_out(model, count: int = 4) -> tuple[torch.Tensor, torch.Tensor, SyntheticHeads]:
-    heads = SyntheticHeads("test", resolution=model.resolution, num_identities=count)
+    heads = SyntheticHeads("test", resolution=model.image_resolution, num_identities=count)
     grid = heads.eval_grid
     frontal, novel = grid.index((0.0, 0.0)), grid.index(NOVEL_OFFSET)
     images = torch.stack([heads[i * len(grid) + frontal]["image"] for i in range(count)])
