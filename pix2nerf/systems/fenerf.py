@@ -147,9 +147,9 @@ class FENeRF(GAN3D):
 
     # -- validation ------------------------------------------------------------------------------------------------
 
-    def validation_step(self, batch: FaceBatch, batch_idx: int) -> None:
+    def validation_step(self, batch: FaceBatch, batch_idx: int) -> dict[str, Any] | None:
         """GAN3D's validation plus the semantic discriminator's scores on real and EMA label maps."""
-        super().validation_step(batch, batch_idx)
+        outputs = super().validation_step(batch, batch_idx)
         c = batch["camera"]
         fake = self.generate(c, self.generator_ema)
         real_logits = self.semantic_discriminator(self.real_semantic_input(batch), c).logits
@@ -159,3 +159,4 @@ class FENeRF(GAN3D):
             batch_size=c.shape[0],
             sync_dist=True,
         )
+        return outputs

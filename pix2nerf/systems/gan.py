@@ -8,13 +8,13 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import kornia
 import lightning as L
 import torch
 from lightning.fabric.utilities.data import AttributeDict
+from lightning.pytorch import Callback
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
@@ -23,7 +23,6 @@ from torch.optim import Optimizer
 from pix2nerf.cameras import FACE_PRIOR, Cameras, PosePrior, look_at, yaw_pitch
 from pix2nerf.checkpoint_keys import CAMERA_PRIOR, NETWORK_SPECS, TRAINING_SECONDS
 from pix2nerf.data import FaceBatch
-from pix2nerf.data.semantics import colorize_labels
 from pix2nerf.layers import resize
 from pix2nerf.losses import density_regularization, discriminator_loss, generator_loss, pose_loss, r1_penalty
 from pix2nerf.metrics import reprojection_error
@@ -31,6 +30,7 @@ from pix2nerf.networks.discriminator import Discriminator, DiscriminatorOutput
 from pix2nerf.networks.generator import Generator, GeneratorOutput
 from pix2nerf.networks.specs import network_spec
 from pix2nerf.precision import at_least_float32, full_precision
+from pix2nerf.systems.callbacks import SAMPLES_KEY, SampleGrids
 
 VALIDATION_YAWS = (-0.4, -0.2, 0.0, 0.2, 0.4)
 """Yaw sweep (radians) of the validation sample grid."""
@@ -155,6 +155,11 @@ class GAN3D(L.LightningModule):
         return cast(AttributeDict, super().hparams)
 
     # -- configuration ---------------------------------------------------------------------------------
+
+    def configure_callbacks(self) -> list[Callback]:
+        """:class:`~pix2nerf.systems.callbacks.SampleGrids` writes validation's sample grids (a trainer's own
+        ``SampleGrids`` is replaced by this one, as Lightning does for every callback a module configures)."""
+        return [SampleGrids()]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer_g(self.generator.parameters()), self.optimizer_d(self.discriminator.parameters())]
@@ -362,8 +367,9 @@ class GAN3D(L.LightningModule):
             set_rng_state(self._training_rng)
         self._training_rng = None
 
-    def validation_step(self, batch: FaceBatch, batch_idx: int) -> None:
-        """D's scores on real and EMA samples, and the multi-view consistency of EMA renders."""
+    def validation_step(self, batch: FaceBatch, batch_idx: int) -> dict[str, Any] | None:
+        """D's scores on real and EMA samples, and the multi-view consistency of EMA renders; the first batch
+        returns the sample grid (under ``"samples"``) for :class:`~pix2nerf.systems.callbacks.SampleGrids`."""
         real, c = batch["image"], batch["camera"]
         fake = self.generate(c, self.generator_ema)
         d_real = self.discriminate(real, self.real_raw(real), c).logits.mean()
@@ -387,8 +393,7 @@ class GAN3D(L.LightningModule):
             batch_size=c.shape[0],
             sync_dist=True,
         )
-        if batch_idx == 0:
-            self.log_samples(grid)
+        return {SAMPLES_KEY: grid} if batch_idx == 0 else None
 
     @torch.no_grad()
     def sample_grid(self) -> dict[str, Any]:
@@ -415,33 +420,6 @@ class GAN3D(L.LightningModule):
         if labels:
             grid["semantics"] = torch.stack(labels)  # (N, V, h, w) int64 class ids
         return grid
-
-    def log_samples(self, grid: dict[str, Any]) -> None:
-        """Sample, depth (and semantic) grids: to loggers that take images (W&B, TensorBoard), and as PNGs in the
-        run folder."""
-        from torchvision.utils import make_grid, save_image
-
-        n, v = grid["image"].shape[:2]
-        images = make_grid(grid["image"].flatten(0, 1) * 0.5 + 0.5, nrow=v).clamp(0, 1)
-        depth = grid["depth"].flatten(0, 1)
-        lo, hi = depth.amin(), depth.amax()
-        pictures = {"rgb": images, "depth": make_grid(1 - (depth - lo) / (hi - lo + 1e-8), nrow=v)}
-        if "semantics" in grid:
-            pictures["semantics"] = make_grid(colorize_labels(grid["semantics"].flatten(0, 1)), nrow=v)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image("samples", list(pictures.values()), caption=list(pictures))
-            elif hasattr(logger, "experiment") and hasattr(logger.experiment, "add_image"):
-                for name, picture in pictures.items():
-                    logger.experiment.add_image("samples" if name == "rgb" else name, picture, self.global_step)
-        # Rank zero only, and without ``trainer.log_dir``: that property is a collective call under DDP.
-        run_folder = self.logger.log_dir if self.logger is not None else self.trainer.default_root_dir
-        if self.trainer.is_global_zero and run_folder is not None:
-            folder = Path(run_folder) / "samples"
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, picture in pictures.items():
-                suffix = "" if name == "rgb" else f"_{name}"
-                save_image(picture, folder / f"step_{int(self.step_count):07d}{suffix}.png")
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 

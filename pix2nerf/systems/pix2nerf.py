@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -121,10 +122,15 @@ class Pix2NeRF(GAN3D):
         generator_bundle: an inference bundle (e.g. an EG3D model imported with ``tools/import_eg3d.py``) to start
             G and its EMA from; its generator spec must equal ``generator``'s. Exclusive with ``gan_checkpoint``.
         encoder_bundle: an inference bundle with an encoder (e.g. a previous run's export) to start the encoder
-            from; its encoder spec must equal ``encoder``'s.
+            from; its encoder spec must equal ``encoder``'s. These three files are read when fitting starts
+            (:meth:`setup`), not by the constructor, so a mismatch is reported then.
         lpips_net, lpips_offline_random: LPIPS backbone; the offline random backbone is for tests only.
         encoder_augment_p: probability of each encoder-input augmentation.
-        novel_prior: camera prior of the novel views in (4) and of the generated images in (2).
+        novel_prior: camera prior of the novel views in (4) and of the generated images in (2): a
+            :class:`PosePrior` or its fields as a mapping. The CLI passes a ``PosePrior``, but the hyperparameters it
+            saves in checkpoints hold the parsed config, where the prior is a plain dict: rebuilding a system from
+            them without jsonargparse (``Pix2NeRF(**hyper_parameters)``, or ``load_from_checkpoint`` on a checkpoint
+            without Lightning's ``_instantiator``) passes that dict.
         inversion_truncation_psi: truncation of the generated images the encoder learns to invert in (2).
         multiview_weight, multiview_lpips_weight: L1 and LPIPS of (5)'s renders against the exact views.
         depth_weight: L1 of (5)'s z-depth against the exact depth on foreground pixels (world units).
@@ -172,7 +178,7 @@ class Pix2NeRF(GAN3D):
         lpips_net: Literal["alex", "vgg", "squeeze"] = "alex",
         lpips_offline_random: bool = False,
         encoder_augment_p: float = 0.5,
-        novel_prior: PosePrior = FACE_PRIOR,
+        novel_prior: PosePrior | Mapping[str, Any] = FACE_PRIOR,
         inversion_truncation_psi: float = 1.0,
         multiview_weight: float = 0.0,
         multiview_lpips_weight: float = 0.0,
@@ -217,7 +223,7 @@ class Pix2NeRF(GAN3D):
         self.encoder = encoder
         self.residual = residual
         self.optimizer_e = optimizer_e
-        self.novel_prior = PosePrior(**novel_prior) if isinstance(novel_prior, dict) else novel_prior
+        self.novel_prior = novel_prior if isinstance(novel_prior, PosePrior) else PosePrior(**novel_prior)
         self.lpips: LPIPS | None = None
         if lpips_weight > 0 or multiview_lpips_weight > 0:
             self.lpips = LPIPS(lpips_net, offline_random_backbone=lpips_offline_random)
@@ -226,16 +232,27 @@ class Pix2NeRF(GAN3D):
         self._teacher_cache: TeacherCache | None = None
         if gan_checkpoint and generator_bundle:
             raise ValueError("pass gan_checkpoint or generator_bundle, not both")
-        if gan_checkpoint:
-            self.load_gan(gan_checkpoint)
-        if generator_bundle:
-            load_generator_bundle(generator_bundle, self.generator, self.generator_ema)
-        if encoder_bundle:
-            load_encoder_bundle(encoder_bundle, self.encoder, self.residual)
+        self._starting_weights_loaded = False
         if freeze_encoder:
             self.encoder.requires_grad_(False)
         if generator_mode == "freeze":
             self.generator.requires_grad_(False)
+
+    def setup(self, stage: str) -> None:
+        """Start from ``gan_checkpoint``, ``generator_bundle`` and ``encoder_bundle`` when fitting starts (once per
+        system): the constructor reads no files, so rebuilding a trained system (``load_from_checkpoint``, export,
+        validate/test) needs none of them. Lightning restores a resumed run's checkpoint after this, over these
+        weights."""
+        if stage != "fit" or self._starting_weights_loaded:
+            return
+        hparams = self.hparams
+        if hparams.gan_checkpoint:
+            self.load_gan(hparams.gan_checkpoint)
+        if hparams.generator_bundle:
+            load_generator_bundle(hparams.generator_bundle, self.generator, self.generator_ema)
+        if hparams.encoder_bundle:
+            load_encoder_bundle(hparams.encoder_bundle, self.encoder, self.residual)
+        self._starting_weights_loaded = True
 
     def load_gan(self, path: str) -> None:
         """Start G, its EMA and D from a GAN3D checkpoint (weights only; safe loading).

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pix2nerf.data import FaceDataModule
 from pix2nerf.networks import Discriminator
-from pix2nerf.systems import GAN3D
+from pix2nerf.systems import GAN3D, SampleGrids
 from pix2nerf.systems.gan import make_augmentation
 
 from ..factories import tiny_generator
@@ -255,3 +255,12 @@ def test_unreadable_data_ends_the_cli_with_one_line(tmp_path, subcommand, data):
     assert errors == [result.stderr.splitlines()[-1]] and errors[0].startswith(f"pix2nerf {subcommand}: error: ")
     assert expected in errors[0]
     assert sorted(tmp_path.iterdir()) == ([path] if data == "corrupt" else [])  # no (empty) runs/tiny/version_0
+
+
+def test_sample_grids_callback_writes_the_grids_validation_returns(tmp_path):
+    """The system adds :class:`SampleGrids` itself; it writes the first validation batch's grid as PNGs."""
+    system, data = tiny_system()
+    run = trainer(tmp_path, max_steps=1, enable_checkpointing=False, **VALIDATING)
+    run.fit(system, data)
+    assert sum(isinstance(callback, SampleGrids) for callback in run.callbacks) == 1
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000001.png", "step_0000001_depth.png"]

@@ -1,13 +1,16 @@
 """Pix2NeRF: each loss term, the warm-up gating, a tiny learning check and the CLI."""
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from pix2nerf.cameras import FACE_PRIOR
+from pix2nerf.cameras import FACE_PRIOR, PosePrior
 from pix2nerf.data import FaceDataModule
+from pix2nerf.errors import InputError
+from pix2nerf.inference import save_bundle
 from pix2nerf.metrics import pose_error_degrees
 from pix2nerf.networks import Discriminator, Encoder, Generator, PlaneResidual
 from pix2nerf.networks.residual import check_residual_fits
@@ -115,15 +118,66 @@ def test_encoder_learns_poses_of_generated_images():
     assert after < 0.5 * frontal_guess, (before, after, frontal_guess)
 
 
-def test_gan_checkpoint_loads_and_mismatch_is_clear(tmp_path):
+def perturbed_pix2nerf() -> Pix2NeRF:
+    """A tiny system whose weights differ from a fresh ``tiny_pix2nerf()``'s."""
     source = tiny_pix2nerf()
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    return source
+
+
+def test_gan_checkpoint_loads_when_fit_starts_and_mismatch_is_clear(tmp_path):
+    source = perturbed_pix2nerf()
+    path = tmp_path / "gan.ckpt"
+    with pytest.raises(ValueError, match="not both"):
+        tiny_pix2nerf(gan_checkpoint=str(path), generator_bundle=str(path))
+    loaded = tiny_pix2nerf(gan_checkpoint=str(path))  # the constructor reads no file: it need not exist yet
+    torch.save({"state_dict": source.state_dict()}, path)
+    loaded.setup("validate")
+    assert not torch.equal(
+        loaded.generator.state_dict()["head.decoder.net.0.weight"],
+        source.generator.state_dict()["head.decoder.net.0.weight"],
+    )
+    loaded.setup("fit")
+    torch.testing.assert_close(loaded.generator.state_dict(), source.generator.state_dict())
+    torch.testing.assert_close(loaded.discriminator.state_dict(), source.discriminator.state_dict())
+    torch.save({"state_dict": {"generator.head.decoder.net.0.weight": torch.zeros(3, 3)}}, path)
+    mismatched = tiny_pix2nerf(gan_checkpoint=str(path))
+    with pytest.raises((ValueError, RuntimeError), match="generator"):
+        mismatched.setup("fit")
+
+
+def test_fit_starts_from_a_gan_checkpoint(tmp_path):
+    source = perturbed_pix2nerf()
     path = tmp_path / "gan.ckpt"
     torch.save({"state_dict": source.state_dict()}, path)
-    loaded = tiny_pix2nerf(gan_checkpoint=str(path))
-    torch.testing.assert_close(loaded.generator.state_dict(), source.generator.state_dict())
-    torch.save({"state_dict": {"generator.head.decoder.net.0.weight": torch.zeros(3, 3)}}, path)
-    with pytest.raises((ValueError, RuntimeError), match="generator"):
-        tiny_pix2nerf(gan_checkpoint=str(path))
+    system = tiny_pix2nerf(gan_checkpoint=str(path), generator_mode="freeze")
+    fit(system, tmp_path, steps=1)  # a frozen G keeps the checkpoint's weights
+    torch.testing.assert_close(system.generator.state_dict(), source.generator.state_dict())
+
+
+def test_bundles_load_when_fit_starts(tmp_path):
+    source = perturbed_pix2nerf()
+    path = save_bundle(source.face_model(), tmp_path / "model.safetensors", half_precision=False)
+    system = tiny_pix2nerf(generator_bundle=str(path), encoder_bundle=str(path))
+    assert not torch.equal(system.encoder.state_dict()["w_head.weight"], source.encoder.state_dict()["w_head.weight"])
+    system.setup("fit")
+    torch.testing.assert_close(system.generator.state_dict(), source.generator_ema.state_dict())
+    torch.testing.assert_close(system.generator_ema.state_dict(), source.generator_ema.state_dict())
+    torch.testing.assert_close(system.encoder.state_dict(), source.encoder.state_dict())
+    missing = tiny_pix2nerf(encoder_bundle=str(tmp_path / "missing.safetensors"))
+    with pytest.raises((FileNotFoundError, InputError)):
+        missing.setup("fit")
+
+
+def test_novel_prior_accepts_the_mapping_saved_hyperparameters_hold():
+    """Hyperparameters saved by the CLI hold the prior as a dict; rebuilding a system from them must work."""
+    prior = PosePrior(kind="uniform", yaw_spread=0.5)
+    system = tiny_pix2nerf(novel_prior=dataclasses.asdict(prior))
+    assert system.novel_prior == prior and system.camera_prior == prior
+    assert tiny_pix2nerf(novel_prior={"yaw_spread": 0.2}).novel_prior == PosePrior(yaw_spread=0.2)
+    assert tiny_pix2nerf(novel_prior=prior).novel_prior is prior
 
 
 def test_cli_trains_pix2nerf(tmp_path):
