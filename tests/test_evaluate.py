@@ -74,3 +74,17 @@ def test_missing_checkpoint_is_a_user_error(tmp_path):
     result = evaluate(f"checkpoint={tmp_path / 'missing.ckpt'}", cwd=tmp_path)
     assert result.returncode == INPUT_ERROR_EXIT_CODE
     assert "missing.ckpt does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_refine_defaults_come_from_refine_options():
+    from hydra import compose, initialize_config_dir
+
+    from pix2nerf.inference.invert import RefineOptions
+    from tests.inference.test_novel_view import load_tool
+
+    tool = load_tool(ROOT / "tools" / "evaluate.py")
+    with initialize_config_dir(config_dir=str(ROOT / "configs" / "eval"), version_base=None):
+        cfg = compose("evaluate", overrides=["refine.steps=100", "refine.lpips_weight=0.5"])
+    assert list(cfg) == list(tool.CONFIG_KEYS)
+    passes = tool.input_passes(cfg)
+    assert passes["refined/"] == (0.0, RefineOptions(steps=100, lpips_weight=0.5))

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from pix2nerf.data import SyntheticHeads
 from pix2nerf.evaluation import HEADLINE_OFFSET_DEG, NOVEL_OFFSETS_DEG, SourceViews, score_inversions
-from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, FaceModel, InputError, load_model
+from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, FaceModel, InputError, configs, load_model
 from pix2nerf.inference.errors import check_command_line, check_output_file
 from pix2nerf.inference.invert import RefineOptions
 from pix2nerf.losses.perceptual import LPIPS, PerceptualWeightsMissing
@@ -59,13 +59,20 @@ PROTOCOL = {
     "fid_kid": "random samples at the 15 test views vs the 15 test views of every identity",
 }
 
+CONFIG_KEYS = (
+    "checkpoint", "device", "precision", "num_identities", "batch_size", "seed", "neural_resolution",
+    "off_frontal_yaw_deg", "refine", "lpips", "fid", "output_json", "wandb",
+)  # fmt: skip
+"""The config's keys (values in configs/eval/evaluate.yaml); ``refine`` holds RefineOptions' (defaults from it)."""
+configs.store("evaluate_schema", configs.tool_schema("EvaluateConfig", CONFIG_KEYS, nested={"refine": RefineOptions}))
+
 
 def input_passes(cfg: DictConfig) -> dict[str, tuple[float, RefineOptions | None]]:
     """Metric prefix -> (input view yaw in radians, refinement or None) of each pass over the identities: the
     frontal input encoder-only (no prefix), refined (``refined/``, when ``refine`` has steps) and the off-frontal
     input (``off_frontal/``, when ``off_frontal_yaw_deg`` is set)."""
     passes: dict[str, tuple[float, RefineOptions | None]] = {"": (INPUT_VIEW[0], None)}
-    refinement = RefineOptions(**OmegaConf.to_container(cfg.refine))
+    refinement = configs.options_from_config(RefineOptions, cfg.refine)
     if refinement.steps > 0 or refinement.finetune_steps > 0:
         passes["refined/"] = (INPUT_VIEW[0], refinement)
     if cfg.off_frontal_yaw_deg is not None:

@@ -11,7 +11,6 @@ Options: configs/infer/novel_view.yaml.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -19,22 +18,22 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError, load_model
+from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError, configs, load_model
 from pix2nerf.inference.errors import check_command_line, check_output_folder
 from pix2nerf.inference.inputs import collect_inputs
-from pix2nerf.inference.invert import RefineOptions
 from pix2nerf.inference.pipeline import NovelViewOptions, novel_views
+
+# The config: the tool's own keys (values in configs/infer/novel_view.yaml), then NovelViewOptions' fields (defaults
+# from the dataclass; ``refine`` holds RefineOptions').
+TOOL_KEYS = ("input", "checkpoint", "output_dir", "device", "precision", "seed", "progress")
+configs.store("novel_view_schema", configs.tool_schema("NovelViewConfig", TOOL_KEYS, options=NovelViewOptions))
 
 
 def options_from_config(cfg: DictConfig) -> NovelViewOptions:
     """The tool's config -> :class:`NovelViewOptions` (same key names; ``refine`` nested)."""
-    values = OmegaConf.to_container(cfg, resolve=True)
-    names = {f.name for f in dataclasses.fields(NovelViewOptions)} - {"refine"}
-    options = {name: values[name] for name in names if name in values}
-    options["yaws"], options["pitches"] = tuple(options.get("yaws", ())), tuple(options.get("pitches", ()))
-    return NovelViewOptions(**options, refine=RefineOptions(**values["refine"]))
+    return configs.options_from_config(NovelViewOptions, cfg)
 
 
 def run(cfg: DictConfig) -> list[dict]:

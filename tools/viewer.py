@@ -10,25 +10,28 @@ ends with a one-line error and exit code 2. Options: configs/infer/viewer.yaml.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError, load_model
+from pix2nerf.inference import INPUT_ERROR_EXIT_CODE, InputError, configs, load_model
 from pix2nerf.inference.errors import check_command_line
 from pix2nerf.runtime import configure_threads
 from pix2nerf.viewer import ViewerOptions, ViewerServer, ViewerSession, make_server
 
+# The config: the tool's own keys (values in configs/infer/viewer.yaml), then ViewerOptions' fields (defaults from
+# the dataclass).
+TOOL_KEYS = ("checkpoint", "input", "host", "port", "allowed_hosts", "device", "precision", "threads")
+configs.store("viewer_schema", configs.tool_schema("ViewerConfig", TOOL_KEYS, options=ViewerOptions))
+
 
 def options_from_config(cfg: DictConfig) -> ViewerOptions:
     """The tool's config -> :class:`ViewerOptions` (same key names)."""
-    values = OmegaConf.to_container(cfg, resolve=True)
-    return ViewerOptions(**{f.name: values[f.name] for f in dataclasses.fields(ViewerOptions) if f.name in values})
+    return configs.options_from_config(ViewerOptions, cfg)
 
 
 def build(cfg: DictConfig) -> ViewerServer:

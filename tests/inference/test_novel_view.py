@@ -194,3 +194,29 @@ def test_novel_views_refuses_an_output_folder_under_a_file(tmp_path):
     (tmp_path / "photos").write_text("a file, not a folder")
     with pytest.raises(InputError, match="lies under .*photos, which is a file"):
         novel_views(tiny_face_model(), tmp_path / "missing.png", tmp_path / "photos" / "head", NovelViewOptions())
+
+
+def load_tool(path: Path):
+    """Import a tool script as a module (which registers its config schema)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tool_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_config_defaults_come_from_the_option_dataclasses():
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    from pix2nerf.inference.invert import RefineOptions
+
+    tool = load_tool(TOOL)
+    with initialize_config_dir(config_dir=str(ROOT / "configs" / "infer"), version_base=None):
+        cfg = compose("novel_view", overrides=["input=a.png", "checkpoint=b", "refine.steps=200", "yaws=[0.1,0.2]"])
+        with pytest.raises(ConfigCompositionException):
+            compose("novel_view", overrides=["input=a.png", "checkpoint=b", "refine.unknown=1"])
+    assert cfg.input == "a.png" and cfg.output_dir == "outputs/novel_view"
+    assert tool.options_from_config(cfg) == NovelViewOptions(yaws=(0.1, 0.2), refine=RefineOptions(steps=200))

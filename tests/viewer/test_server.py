@@ -354,3 +354,16 @@ def test_closing_ends_open_keep_alive_connections_and_joins_their_threads():
     assert time.perf_counter() - start < CLOSE_WAIT_S
     assert not [thread for thread in set(threading.enumerate()) - before if thread.is_alive()]
     connection.close()
+
+
+def test_viewer_config_defaults_come_from_viewer_options():
+    from hydra import compose, initialize_config_dir
+
+    from tests.inference.test_novel_view import load_tool
+
+    root = Path(__file__).resolve().parents[2]
+    tool = load_tool(root / "tools" / "viewer.py")
+    with initialize_config_dir(config_dir=str(root / "configs" / "infer"), version_base=None):
+        cfg = compose("viewer", overrides=["checkpoint=b", "refine_steps=50", "allowed_hosts=[gpu-box.lan]"])
+    assert cfg.port == 8765 and list(cfg.allowed_hosts) == ["gpu-box.lan"]
+    assert tool.options_from_config(cfg) == ViewerOptions(refine_steps=50)
