@@ -27,6 +27,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from http import HTTPStatus
@@ -49,6 +50,8 @@ MAX_UPLOAD_PIXELS = 4096 * 4096
 """Largest accepted image upload, width x height (a 12-megapixel photo fits). Checked from the image's header
 before the session decodes it (holding the model's lock, so renders wait): ``pix2nerf.data.images`` accepts far
 larger images (``MAX_INPUT_PIXELS``) for offline use."""
+CLOSE_TIMEOUT_S = 10.0
+"""Longest :meth:`ViewerServer.server_close` waits for request threads (a render in progress finishes)."""
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 """Host names always served, besides the bound host and the server's ``allowed_hosts``."""
 HOST_HEADER = re.compile(r"(?P<name>[a-z0-9._-]+|\[(?P<ipv6>[0-9a-f:.]+)\])(:[0-9]{1,5})?", re.IGNORECASE)
@@ -128,10 +131,10 @@ class LatestRequests:
 class ViewerServer(ThreadingHTTPServer):
     """A threaded HTTP server holding the session (renders are serialised by the session's lock).
 
-    Request threads are joined on :meth:`server_close`, not left as daemons: a daemon thread still freeing
-    tensors while the interpreter exits aborts the process (``terminate called without an active exception``).
-    Closing first shuts the open keep-alive connections down, so their threads end at once instead of waiting
-    for the browser's next request; a render in progress finishes.
+    :meth:`server_close` shuts the open keep-alive connections down (so their threads end at once instead of
+    waiting for the browser's next request) and waits up to ``CLOSE_TIMEOUT_S`` for the request threads: a
+    thread still freeing tensors while the interpreter exits aborts the process (``terminate called without an
+    active exception``). The threads are daemons, so one that does not end in time cannot hold the exit up.
 
     Args:
         session: the model and face being explored.
@@ -139,8 +142,7 @@ class ViewerServer(ThreadingHTTPServer):
         allowed_hosts: Host header names served besides ``address``'s host and ``LOCAL_HOSTS``.
     """
 
-    daemon_threads = False
-    block_on_close = True
+    daemon_threads = True
 
     def __init__(self, session: ViewerSession, address: tuple[str, int], allowed_hosts: Iterable[str] = ()) -> None:
         super().__init__(address, ViewerHandler)
@@ -150,6 +152,7 @@ class ViewerServer(ThreadingHTTPServer):
         self.requests = LatestRequests()
         self.page = page()
         self._connections: set[socket.socket] = set()
+        self._request_threads: set[threading.Thread] = set()
         self._connections_lock = threading.Lock()
 
     def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
@@ -158,6 +161,16 @@ class ViewerServer(ThreadingHTTPServer):
                 self._connections.add(request)
         super().process_request(request, client_address)
 
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        thread = threading.current_thread()
+        with self._connections_lock:
+            self._request_threads.add(thread)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._request_threads.discard(thread)
+
     def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
         if isinstance(request, socket.socket):
             with self._connections_lock:
@@ -165,15 +178,18 @@ class ViewerServer(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def server_close(self) -> None:
-        """Stop listening, end the open connections and wait for their threads."""
+        """Stop listening, end the open connections and wait (at most ``CLOSE_TIMEOUT_S``) for their threads."""
+        super().server_close()
         with self._connections_lock:
-            connections = list(self._connections)
+            connections, threads = list(self._connections), list(self._request_threads)
         for connection in connections:
             try:
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # the client already closed it
-        super().server_close()
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def url(self) -> str:
