@@ -324,7 +324,13 @@ def test_tool_serves_the_input_it_was_started_with(viewer, head_png, tmp_path):
     bundle = save_bundle(viewer.session.model, tmp_path / "model.safetensors")
     command = [sys.executable, str(ROOT / "tools" / "viewer.py"), f"checkpoint={bundle}", f"input={head_png}", "port=0"]
     command.append(f"allowed_hosts=[{ALLOWED_HOST}]")
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A child inherits an ignored SIGINT (something earlier in a full test run ignores it), and then Ctrl-C could
+    # not stop the tool: start it with Python's own handler in place, as a terminal would.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     watchdog = threading.Timer(TOOL_TIMEOUT_S, process.kill)
     watchdog.start()
     try:
