@@ -73,7 +73,7 @@ def input_passes(cfg: DictConfig) -> dict[str, tuple[float, RefineOptions | None
     input (``off_frontal/``, when ``off_frontal_yaw_deg`` is set)."""
     passes: dict[str, tuple[float, RefineOptions | None]] = {"": (INPUT_VIEW[0], None)}
     refinement = configs.options_from_config(RefineOptions, cfg.refine)
-    if refinement.steps > 0 or refinement.finetune_steps > 0:
+    if refinement.enabled:
         passes["refined/"] = (INPUT_VIEW[0], refinement)
     if cfg.off_frontal_yaw_deg is not None:
         passes["off_frontal/"] = (math.radians(cfg.off_frontal_yaw_deg), None)

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ FaceDetector = Literal["none", "haar", "landmarks"]
 """How a photo is framed: ``"none"`` (already a training-style crop), ``"haar"`` (a face box, no rotation) or
 ``"landmarks"`` (5 landmarks: rotation-aligned crop and a camera estimate; falls back to ``"haar"``, with a
 warning, when the landmark detector's weights are not installed)."""
+FACE_DETECTORS: tuple[str, ...] = get_args(FaceDetector)
 
 # Framing of a detected face box in the model's crops, measured on synthetic heads rendered with the EG3D
 # camera (FFHQ framing): the crop is 1.55 box sides wide and centred 0.13 box sides below the box centre.
@@ -120,7 +121,7 @@ def prepare_face(
             f"image {name} is {width}x{height} pixels; at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} is needed "
             "(use a larger crop of the face)"
         )
-    if detector not in ("none", "haar", "landmarks"):
+    if detector not in FACE_DETECTORS:
         raise InputError(f"unknown face detector {detector!r}; use 'none' (pre-aligned crops), 'haar' or 'landmarks'")
     if detector == "landmarks":
         if landmark_detector_available():

@@ -76,6 +76,11 @@ class RefineOptions:
     skip_super_resolution: bool = False
     seed: int = 0
 
+    @property
+    def enabled(self) -> bool:
+        """Whether these options refine at all (latent steps or PTI steps)."""
+        return self.steps > 0 or self.finetune_steps > 0
+
 
 @torch.no_grad()
 def encode(model: FaceModel, image: Tensor, yaw_pitch: Tensor | None = None) -> Inversion:

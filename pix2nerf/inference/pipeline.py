@@ -163,7 +163,7 @@ def invert_image(
         inversion = encode(model, image, landmark_yaw_pitch)
     reconstruction = reconstruct(inversion)
     scores = {"psnr_encoder": psnr(reconstruction, image[None]).item()}
-    if options.steps > 0 or options.finetune_steps > 0:
+    if options.enabled:
         with timed(timings, "refine"):
             inversion = refine(model, image, inversion, options, progress)
         reconstruction = reconstruct(inversion)

@@ -213,8 +213,8 @@ class ViewerSession:
         face = decode_face(data, name, self.model.image_resolution, self.options.detector, prior=self.model.prior)
         image = face.image.to(self.model.w_avg.device)
         inversion = encode(self.model, image, face.yaw_pitch)
-        if self.options.refine_steps > 0 or self.options.finetune_steps > 0:
-            options = RefineOptions(steps=self.options.refine_steps, finetune_steps=self.options.finetune_steps)
+        options = RefineOptions(steps=self.options.refine_steps, finetune_steps=self.options.finetune_steps)
+        if options.enabled:
             inversion = refine(self.model, image, inversion, options, progress=False)
         return inversion
 
