@@ -26,6 +26,10 @@ TINY = [
     "generator.hash_table_size_log2=8",
     "render.sizes=[[16,8]]",
     "render.samples_cpu=[4,4]",
+    "sampling.resolution=8",
+    "sampling.views=2",
+    "sampling.reference=[8,8]",
+    "sampling.budgets=[[8,8,1],[4,4,1],[8,4,2]]",
     "inversion.resolution=[16,8]",
     "inversion.encoder.channel_base=64",
     "inversion.encoder.channel_max=8",
@@ -53,10 +57,17 @@ def test_benchmark_runs_every_section_and_prints_the_table(tmp_path):
         "render triplane",
         "train step triplane",
         "frames 16^2",
+        "sampling 8^2 8+8",
+        "sampling 8^2 4+4",
+        "sampling 8^2 8/2^2+4",
         "inversion: encode + render 16^2",
         "train GAN3D synthetic_heads_64 + tiny",
     ]
     assert "peak MiB" in stdout and "frames 16^2 (neural 8^2, SR, 4+4)" in stdout
+    sampling = [r for r in json.loads(output.read_text())["results"] if r["name"].startswith("sampling")]
+    assert "(6 evaluations/ray)" in sampling[2]["name"]
+    assert sampling[0]["psnr_db"] == float("inf") and sampling[0]["depth_error"] == 0.0  # the reference budget
+    assert all(0 < r["psnr_db"] < 100 and r["depth_error"] > 0 for r in sampling[1:])
 
 
 def test_compare_prints_both_configurations_and_their_ratios(tmp_path):

@@ -1,5 +1,6 @@
-"""Performance dashboard: rendering core, data, generators, frames/s with super-resolution, training
-images/s of a config, inversion latency, and peak memory; two configurations side by side with ``compare``.
+"""Performance dashboard: rendering core, data, generators, frames/s with super-resolution, samples per ray
+against a reference render, training images/s of a config, inversion latency, and peak memory; two
+configurations side by side with ``compare``.
 
 python tools/benchmark.py                                          # CPU sizes
 python tools/benchmark.py device=cuda output_json=bench.json       # adds 512^2 rendering
@@ -31,7 +32,8 @@ from pix2nerf.data.heads import render_heads, sample_heads
 from pix2nerf.fields import SpheresField
 from pix2nerf.inference import FaceModel, load_model
 from pix2nerf.inference.errors import check_command_line
-from pix2nerf.networks import Encoder, Generator
+from pix2nerf.metrics import psnr
+from pix2nerf.networks import Encoder, Generator, GeneratorOutput
 from pix2nerf.precision import PRECISIONS
 from pix2nerf.precision import autocast as precision_autocast
 from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, stratified
@@ -43,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class Result:
     """One row: median wall seconds (and the process CPU seconds of that run: all threads, so > wall when
-    several cores work), throughput, peak memory, and the CPU threads in use."""
+    several cores work), throughput, peak memory, the CPU threads in use and, for rows that approximate a
+    reference, PSNR against it (dB) and the mean depth error on its foreground (world units)."""
 
     name: str
     seconds: float
@@ -52,6 +55,8 @@ class Result:
     images_per_second: float | None = None
     cpu_seconds: float | None = None
     threads: int | None = None
+    psnr_db: float | None = None
+    depth_error: float | None = None
 
 
 def _synchronize(device: torch.device) -> None:
@@ -218,13 +223,71 @@ def rendering(cfg: DictConfig, device: torch.device) -> list[Result]:
 
         def render(generator: Generator = generator, z: torch.Tensor = z, c: torch.Tensor = c) -> None:
             with torch.no_grad(), autocast(cfg, device):
-                generator(z, c, num_coarse=num_coarse, num_importance=num_importance, noise_mode="const")
+                generator(
+                    z,
+                    c,
+                    num_coarse=num_coarse,
+                    num_importance=num_importance,
+                    noise_mode="const",
+                    coarse_stride=cfg.render.coarse_stride,
+                )
 
         sr = "SR" if image_resolution != neural_resolution else "no SR"
-        name = f"frames {image_resolution}^2 (neural {neural_resolution}^2, {sr}, {num_coarse}+{num_importance})"
+        passes = f"{num_coarse}+{num_importance}"
+        if cfg.render.coarse_stride > 1:
+            passes = f"{num_coarse}/{cfg.render.coarse_stride}^2+{num_importance}"
+        name = f"frames {image_resolution}^2 (neural {neural_resolution}^2, {sr}, {passes})"
         result = measure(name, render, batch * neural_resolution**2, device, **_reps(cfg))
         result.images_per_second = batch / result.seconds
         results.append(result)
+    return results
+
+
+def sampling(cfg: DictConfig, device: torch.device) -> list[Result]:
+    """Samples per ray against quality: each [coarse, importance, coarse_stride] budget of ``sampling.budgets``
+    renders a trained model's field (tri-planes computed once, as the viewer and novel-view tools do) and is
+    scored against a ``sampling.reference`` render of the same views."""
+    checkpoint = cfg.sampling.checkpoint
+    model = load_model(checkpoint if Path(checkpoint).exists() else ROOT / checkpoint, device, cfg.precision)
+    generator, resolution = model.generator, cfg.sampling.resolution
+    rng = torch.Generator().manual_seed(0)
+    yaw_pitch = torch.stack(
+        [torch.linspace(-0.6, 0.6, cfg.sampling.views), torch.linspace(-0.2, 0.2, cfg.sampling.views)], dim=1
+    )
+    cameras = model.cameras(yaw_pitch.to(device))
+    with torch.no_grad(), model.autocast():
+        ws = generator.mapping(
+            torch.randn(cfg.sampling.views, generator.z_dim, generator=rng).to(device), cameras.label()
+        )
+        params = generator.field_params(ws, noise_mode="const")
+
+        def render(num_coarse: int, num_importance: int, coarse_stride: int) -> GeneratorOutput:
+            return generator.synthesis(
+                ws, cameras, resolution, num_coarse, num_importance, "const", params=params, coarse_stride=coarse_stride
+            )
+
+        reference = render(*cfg.sampling.reference, 1)
+        foreground = reference.opacity > 0.5
+        results = []
+        for num_coarse, num_importance, coarse_stride in cfg.sampling.budgets:
+            evaluations = num_coarse / coarse_stride**2 + num_importance
+            passes = (
+                f"{num_coarse}+{num_importance}"
+                if coarse_stride == 1
+                else f"{num_coarse}/{coarse_stride}^2+{num_importance}"
+            )
+            result = measure(
+                f"sampling {resolution}^2 {passes} ({evaluations:g} evaluations/ray)",
+                lambda c=num_coarse, i=num_importance, s=coarse_stride: render(c, i, s),
+                cfg.sampling.views * resolution**2,
+                device,
+                **_reps(cfg),
+            )
+            out = render(num_coarse, num_importance, coarse_stride)
+            result.images_per_second = cfg.sampling.views / result.seconds
+            result.psnr_db = float(psnr(out.image, reference.image).mean())
+            result.depth_error = float((out.depth - reference.depth).abs()[foreground].mean())
+            results.append(result)
     return results
 
 
@@ -353,6 +416,8 @@ def _run_suite(cfg: DictConfig, device: torch.device) -> list[Result]:
         results += generators(cfg, device)
     if cfg.render.sizes:
         results += rendering(cfg, device)
+    if cfg.sampling.checkpoint:
+        results += sampling(cfg, device)
     if cfg.inversion.enabled:
         results += inversion(cfg, device)
     if cfg.training.configs:
@@ -375,7 +440,8 @@ def describe(cfg: DictConfig, device: torch.device) -> str:
 def print_table(results: list[Result], header: str) -> None:
     print(header)
     print(
-        f"{'benchmark':<62} {'ms':>10} {'CPU ms':>10} {'threads':>7} {'rays/s':>14} {'images/s':>10} {'peak MiB':>10}"
+        f"{'benchmark':<62} {'ms':>10} {'CPU ms':>10} {'threads':>7} {'rays/s':>14} {'images/s':>10} {'peak MiB':>10} "
+        f"{'PSNR dB':>8} {'depth err':>9}"
     )
     for r in results:
         peak = f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-"
@@ -383,7 +449,12 @@ def print_table(results: list[Result], header: str) -> None:
         rays = f"{r.rays_per_second:,.0f}" if r.rays_per_second is not None else "-"
         cpu = f"{r.cpu_seconds * 1e3:.2f}" if r.cpu_seconds is not None else "-"
         threads = str(r.threads) if r.threads is not None else "-"
-        print(f"{r.name:<62} {r.seconds * 1e3:>10.2f} {cpu:>10} {threads:>7} {rays:>14} {images:>10} {peak:>10}")
+        quality = f"{r.psnr_db:.2f}" if r.psnr_db is not None else "-"
+        depth = f"{r.depth_error:.4f}" if r.depth_error is not None else "-"
+        print(
+            f"{r.name:<62} {r.seconds * 1e3:>10.2f} {cpu:>10} {threads:>7} {rays:>14} {images:>10} {peak:>10} "
+            f"{quality:>8} {depth:>9}"
+        )
 
 
 def print_comparison(first: list[Result], second: list[Result], header: str) -> list[dict]:

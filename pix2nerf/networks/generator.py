@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -18,7 +19,7 @@ from pix2nerf.networks.specs import init_arguments
 from pix2nerf.networks.superresolution import SuperResolution
 from pix2nerf.networks.synthesis import NoiseMode, SynthesisNetwork
 from pix2nerf.precision import at_least_float32, full_precision
-from pix2nerf.rendering import Composite, RayBundle, VolumeRenderer
+from pix2nerf.rendering import Composite, FieldFn, Proposal, RayBundle, VolumeRenderer, upsample_proposal
 
 SEMANTIC_PROBABILITY_FLOOR = 1e-6
 """Rendered class probabilities are clamped to this before their log is taken (finite logits)."""
@@ -68,6 +69,25 @@ class Backbone(nn.Module):
         self.appearance_synthesis = appearance_synthesis
 
 
+PROPOSAL_DILATION = 1
+"""Low-resolution pixels either side whose coarse weights a full-resolution ray also samples (``coarse_stride``
+> 1), so rays beside a silhouette sample both the surface and what lies behind it."""
+
+
+def check_coarse_stride(coarse_stride: int, importance_mode: str) -> int:
+    """``coarse_stride`` if it is a valid stride for a renderer of ``importance_mode``, else a ValueError."""
+    if isinstance(coarse_stride, bool) or not isinstance(coarse_stride, int) or coarse_stride < 1:
+        raise ValueError(
+            f"coarse_stride must be an integer >= 1 (1: no low-resolution coarse pass), got {coarse_stride!r}"
+        )
+    if coarse_stride > 1 and importance_mode == "eg3d":
+        raise ValueError(
+            "coarse_stride > 1 changes where the fine samples go, so it cannot reproduce EG3D exactly; use "
+            "importance_mode='standard' or coarse_stride=1"
+        )
+    return coarse_stride
+
+
 class Generator(nn.Module):
     """A StyleGAN-like generator of radiance fields, rendered from any camera.
 
@@ -92,6 +112,11 @@ class Generator(nn.Module):
         ray_start, ray_end: sampling bounds along camera rays (EG3D FFHQ: 2.25 and 3.3).
         num_coarse, num_importance: samples per ray (changeable per call).
         importance_mode: ``"standard"`` or ``"eg3d"`` (exact EG3D bin alignment, for its checkpoints).
+        coarse_stride: 1 renders both passes at full resolution (EG3D). s > 1 runs the coarse pass on an image
+            s times smaller and lets it place the fine samples of every full-resolution ray, which then
+            composites its ``num_importance`` samples alone: ``num_coarse / s^2 + num_importance`` field
+            evaluations per ray instead of ``num_coarse + num_importance`` (changeable per call; see
+            ``tools/benchmark.py``'s sampling table for its quality at each sample budget).
         conditioning_scale: multiplies the conditioning label (EG3D's ``c_scale``); 0 drops pose conditioning.
         white_background: empty space renders white in every feature channel (EG3D's ``white_back``, ShapeNet).
         eg3d_raw_image: reproduce EG3D's released ``image_raw``, to which super-resolution's first ToRGB is
@@ -143,6 +168,7 @@ class Generator(nn.Module):
         num_coarse: int = 48,
         num_importance: int = 48,
         importance_mode: Literal["standard", "eg3d"] = "standard",
+        coarse_stride: int = 1,
         conditioning_scale: float = 1.0,
         eg3d_raw_image: bool = False,
         white_background: bool = False,
@@ -167,6 +193,7 @@ class Generator(nn.Module):
         self.decoupled_latents = decoupled_latents
         self.neural_resolution, self.ray_start, self.ray_end = neural_resolution, ray_start, ray_end
         self.conditioning_scale = conditioning_scale
+        self.coarse_stride = check_coarse_stride(coarse_stride, importance_mode)
         self.head: RadianceHead
         appearance_synthesis = None
         if field == "triplane":
@@ -332,8 +359,10 @@ class Generator(nn.Module):
         num_coarse: int | None = None,
         num_importance: int | None = None,
         rng: torch.Generator | None = None,
+        proposal: Proposal | None = None,
     ) -> Composite:
-        """Volume-render the fields of ``params`` (from :meth:`field_params`) along rays (B, R, 3).
+        """Volume-render the fields of ``params`` (from :meth:`field_params`) along rays (B, R, 3), from a
+        coarse pass of their own or, given one, from a ``proposal`` for these rays (see :meth:`propose`).
 
         Returns the composite: values (B, R, F + K) are the colour features in [0, 1] (over zero, or over white
         with ``white_background``) followed, for semantic generators, by the class probabilities: each sample's
@@ -344,13 +373,6 @@ class Generator(nn.Module):
         """
         params = at_least_float32(params)
         bundle = RayBundle.between(origins, directions, self.ray_start, self.ray_end)
-
-        def field(points: Tensor) -> tuple[Tensor, Tensor]:
-            out = self.head(points, params)
-            if out.semantics is None:
-                return out.sigma, out.features
-            return out.sigma, torch.cat([out.features, out.semantics.softmax(dim=-1)], dim=-1)
-
         background = None
         if self.num_semantic_classes or self.white_background:
             background = torch.zeros(self.feature_dim + self.num_semantic_classes, device=origins.device)
@@ -359,13 +381,47 @@ class Generator(nn.Module):
                 background[self.feature_dim + BACKGROUND_CLASS] = 1.0
         with full_precision(origins.device):
             return self.renderer(
-                field,
+                self._field_fn(params),
                 bundle,
                 background=background,
                 rng=rng,
                 num_coarse=num_coarse,
                 num_importance=num_importance,
+                proposal=proposal,
             )
+
+    def _field_fn(self, params: Tensor) -> FieldFn:
+        """The field of ``params`` as the renderer reads it: semantic probabilities follow the colour features."""
+
+        def field(points: Tensor) -> tuple[Tensor, Tensor]:
+            out = self.head(points, params)
+            if out.semantics is None:
+                return out.sigma, out.features
+            return out.sigma, torch.cat([out.features, out.semantics.softmax(dim=-1)], dim=-1)
+
+        return field
+
+    def propose(
+        self,
+        params: Tensor,
+        cameras: Cameras,
+        resolution: int,
+        coarse_stride: int,
+        num_coarse: int | None = None,
+        rng: torch.Generator | None = None,
+    ) -> Proposal:
+        """A coarse pass of the fields of ``params`` rendered ``coarse_stride`` times smaller than
+        ``resolution``^2, shared with the full-resolution rays of ``cameras`` (see
+        :func:`~pix2nerf.rendering.samplers.upsample_proposal`)."""
+        low = math.ceil(resolution / coarse_stride)
+        origins, directions = rays(cameras, low)
+        bundle = RayBundle.between(origins, directions, self.ray_start, self.ray_end)
+        with full_precision(origins.device):
+            coarse = self.renderer.propose(self._field_fn(at_least_float32(params)), bundle, rng, num_coarse)
+        t, weights = upsample_proposal(
+            coarse.t, coarse.weights, (low, low), (resolution, resolution), PROPOSAL_DILATION
+        )
+        return Proposal(t, weights)
 
     def synthesis(
         self,
@@ -379,6 +435,7 @@ class Generator(nn.Module):
         params: Tensor | None = None,
         plane_offsets: Tensor | None = None,
         super_resolve: bool = True,
+        coarse_stride: int | None = None,
     ) -> GeneratorOutput:
         """Render the fields of ``ws`` (B, num_ws, w_dim) from ``cameras`` (B of them).
 
@@ -386,14 +443,23 @@ class Generator(nn.Module):
         ``params``: the field parameters of ws from :meth:`field_params`, when already computed (e.g. planes
         of a few latents indexed for many views). ``plane_offsets``: see :meth:`field_params` (ignored with
         ``params``, which already hold them). ``super_resolve=False`` skips super-resolution (``image`` is then
-        ``image_raw``), e.g. for cheap per-image optimisation of large models.
+        ``image_raw``), e.g. for cheap per-image optimisation of large models. ``coarse_stride`` overrides the
+        constructor's for this call.
         """
         if len(cameras) != ws.shape[0]:
             raise ValueError(f"got {ws.shape[0]} latents but {len(cameras)} cameras; pass one camera per latent")
         resolution = neural_resolution or self.neural_resolution
         params = self.field_params(ws, noise_mode, plane_offsets) if params is None else params
         origins, directions = rays(cameras, resolution)
-        composite = self.render_rays(params, origins, directions, num_coarse, num_importance, rng)
+        stride = (
+            self.coarse_stride
+            if coarse_stride is None
+            else check_coarse_stride(coarse_stride, self.renderer.importance_mode)
+        )
+        proposal = None
+        if stride > 1:
+            proposal = self.propose(params, cameras, resolution, stride, num_coarse, rng)
+        composite = self.render_rays(params, origins, directions, num_coarse, num_importance, rng, proposal)
 
         def to_image(values: Tensor) -> Tensor:
             return values.transpose(1, 2).reshape(values.shape[0], values.shape[2], resolution, resolution)

@@ -1,7 +1,7 @@
 """Ray sampling and differentiable volume rendering."""
 
 from pix2nerf.rendering.compositing import Composite, composite
-from pix2nerf.rendering.renderer import FieldFn, RayBundle, VolumeRenderer
+from pix2nerf.rendering.renderer import FieldFn, Proposal, RayBundle, VolumeRenderer
 from pix2nerf.rendering.samplers import (
     gather_samples,
     importance,
@@ -10,11 +10,13 @@ from pix2nerf.rendering.samplers import (
     sample_pdf,
     smooth_weights,
     stratified,
+    upsample_proposal,
 )
 
 __all__ = [
     "Composite",
     "FieldFn",
+    "Proposal",
     "RayBundle",
     "VolumeRenderer",
     "composite",
@@ -25,4 +27,5 @@ __all__ = [
     "sample_pdf",
     "smooth_weights",
     "stratified",
+    "upsample_proposal",
 ]

@@ -34,11 +34,23 @@ class RayBundle:
         return cls(origins, directions, bounds * near, bounds * far)
 
 
+@dataclass
+class Proposal:
+    """Where a coarse pass found the rays' compositing weight: distances t (B, R, S) and the weights (B, R, S - 1)
+    of the intervals between them. The fine pass draws its samples from it."""
+
+    t: Tensor
+    weights: Tensor
+
+
 class VolumeRenderer(nn.Module):
     """Render a field along rays with a coarse stratified pass and an importance-sampled fine pass.
 
     The fine pass re-evaluates the field at ``num_importance`` new distances drawn from the coarse
     weights, merges them with the coarse samples and composites all S + S' samples (as EG3D does).
+    Given a :class:`Proposal` (e.g. a coarse pass at a lower image resolution, see
+    :func:`~pix2nerf.rendering.samplers.upsample_proposal`) it skips its own coarse pass and composites the S'
+    fine samples alone.
 
     Args:
         num_coarse: stratified samples per ray (S).
@@ -80,6 +92,19 @@ class VolumeRenderer(nn.Module):
             values.reshape(batch, num_rays, num_samples, values.shape[-1]),
         )
 
+    def propose(
+        self, field: FieldFn, rays: RayBundle, rng: torch.Generator | None = None, num_coarse: int | None = None
+    ) -> Proposal:
+        """The coarse pass alone: ``num_coarse`` stratified samples per ray (default: the renderer's) and their
+        interval weights, without gradients (they only place the fine samples)."""
+        with torch.no_grad():
+            t = stratified(rays.near, rays.far, num_coarse or self.num_coarse, self.jitter and self.training, rng)
+            sigma, values = self._evaluate(field, rays, t)
+            return Proposal(t, self._weights(sigma, values, t))
+
+    def _weights(self, sigma: Tensor, values: Tensor, t: Tensor) -> Tensor:
+        return composite(sigma, values[..., :0], t, density_activation=self.density_activation).weights
+
     def forward(
         self,
         field: FieldFn,
@@ -88,18 +113,27 @@ class VolumeRenderer(nn.Module):
         rng: torch.Generator | None = None,
         num_coarse: int | None = None,
         num_importance: int | None = None,
+        proposal: Proposal | None = None,
     ) -> Composite:
         """Composite ``field`` along ``rays``; returns per-ray values (B, R, F), depth, opacity, weights.
 
-        ``num_coarse`` and ``num_importance`` override the renderer's sample counts for this call.
+        ``num_coarse`` and ``num_importance`` override the renderer's sample counts for this call. With a
+        ``proposal`` for these rays, only its ``num_importance`` fine samples are evaluated and composited.
         """
         random = self.jitter and self.training
         num_coarse = num_coarse or self.num_coarse
         num_importance = self.num_importance if num_importance is None else num_importance
+        if proposal is not None:
+            if num_importance < 2:
+                raise ValueError(f"rendering from a proposal needs num_importance >= 2 samples, got {num_importance}")
+            t_fine = importance(proposal.t, proposal.weights, num_importance, not random, self.smooth_weights, rng)
+            t_fine = torch.sort(t_fine, dim=-1).values  # random quantiles come unsorted
+            sigma, values = self._evaluate(field, rays, t_fine)
+            return composite(sigma, values, t_fine, background, self.density_activation)
         t = stratified(rays.near, rays.far, num_coarse, random, rng)
         sigma, values = self._evaluate(field, rays, t)
         if num_importance > 0:
-            weights = composite(sigma, values[..., :0], t, density_activation=self.density_activation).weights
+            weights = self._weights(sigma, values, t)
             if self.importance_mode == "eg3d":
                 t_fine = importance_eg3d(t, weights, num_importance, not random, rng)
             else:

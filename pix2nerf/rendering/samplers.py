@@ -159,6 +159,47 @@ def importance_eg3d(
     return sample_pdf(midpoints[..., :-1], weights[..., 1:-1], num_samples, deterministic, rng).detach()
 
 
+def upsample_proposal(
+    t: Tensor, weights: Tensor, low_resolution: tuple[int, int], resolution: tuple[int, int], dilation: int = 1
+) -> tuple[Tensor, Tensor]:
+    """Share a low-resolution coarse pass with the rays of a finer image of the same cameras.
+
+    Every fine pixel takes the sample distances of the low-resolution pixel it lies in and, per interval, the
+    largest weight among that pixel and its ``dilation`` neighbours on each side: a fine ray near a silhouette
+    then samples both the surface and what lies behind it, whichever side of the edge it falls. (Spreading the
+    samples over every depth between the neighbours' surfaces instead was measured to cost 5-10 dB on trained and
+    fitted heads at equal samples: they concentrate too little.)
+
+    Args:
+        t: (B, h * w, S) coarse distances of the low-resolution rays (row-major pixels).
+        weights: (B, h * w, S - 1) their interval weights.
+        low_resolution, resolution: (h, w) and (H, W) of the two ray grids of the same cameras.
+        dilation: low-resolution pixels either side whose weights a fine ray also takes.
+
+    Returns:
+        t: (B, H * W, S) and weights (B, H * W, S - 1) for the fine rays.
+    """
+    (low_height, low_width), (height, width) = low_resolution, resolution
+    if t.shape[1] != low_height * low_width or weights.shape[:2] != t.shape[:2]:
+        raise ValueError(
+            f"upsample_proposal expects t (B, {low_height * low_width}, S) and weights (B, "
+            f"{low_height * low_width}, S - 1) for a {low_height}x{low_width} grid, got {tuple(t.shape)} and "
+            f"{tuple(weights.shape)}"
+        )
+
+    def to_grid(values: Tensor) -> Tensor:
+        return values.transpose(1, 2).reshape(values.shape[0], values.shape[2], low_height, low_width)
+
+    def to_rays(grid: Tensor) -> Tensor:
+        fine = torch.nn.functional.interpolate(grid, size=(height, width), mode="nearest")
+        return fine.reshape(grid.shape[0], grid.shape[1], height * width).transpose(1, 2)
+
+    grid = to_grid(weights)
+    if dilation > 0:
+        grid = torch.nn.functional.max_pool2d(grid, 2 * dilation + 1, stride=1, padding=dilation)
+    return to_rays(to_grid(t)), to_rays(grid)
+
+
 def merge_samples(t_a: Tensor, t_b: Tensor) -> tuple[Tensor, Tensor]:
     """Merge two sets of sample distances (B, R, S) and (B, R, S') into one sorted set.
 

@@ -67,6 +67,35 @@ def test_resolution_and_samples_change_at_inference():
     assert out.image.shape == (2, 3, 12, 12)
 
 
+def test_coarse_stride_renders_from_a_low_resolution_coarse_pass_and_trains():
+    generator = tiny(coarse_stride=2, num_coarse=16, num_importance=8).train()
+    z, c, cameras = inputs(generator)
+    points = []
+    head_forward = generator.head.forward
+    generator.head.forward = lambda p, params: points.append(p.shape[1]) or head_forward(p, params)
+    out = generator(z, c, neural_resolution=12)
+    assert points == [6 * 6 * 16, 12 * 12 * 8]  # a 6^2 coarse pass, then 8 fine samples per ray of 12^2
+    assert out.image.shape == (2, 3, 12, 12) and ((out.opacity >= 0) & (out.opacity <= 1)).all()
+    out.image.mean().backward()
+    assert all(p.grad is not None for p in generator.backbone.synthesis.parameters())
+    points.clear()
+    generator.eval()
+    first = generator(z, c, coarse_stride=1)
+    assert points == [8 * 8 * 16, 8 * 8 * 8]  # the per-call override: both passes at full resolution
+    assert torch.equal(first.image, generator(z, c, coarse_stride=1).image)
+
+
+def test_coarse_stride_is_checked():
+    with pytest.raises(ValueError, match="coarse_stride must be an integer >= 1"):
+        tiny(coarse_stride=0)
+    with pytest.raises(ValueError, match="cannot reproduce EG3D exactly"):
+        tiny(coarse_stride=2, importance_mode="eg3d")
+    generator = tiny()
+    z, c, cameras = inputs(generator)
+    with pytest.raises(ValueError, match="coarse_stride must be an integer >= 1"):
+        generator(z, c, coarse_stride=-1)
+
+
 def test_same_seed_same_output_and_latents_matter():
     generator = tiny().eval()
     z, c, cameras = inputs(generator)
