@@ -43,7 +43,8 @@ class NovelViewOptions:
             (:func:`pix2nerf.inference.paths.camera_path`), centred on the estimated pose when
             ``follow_estimated_pose``, else on the frontal view.
         fps: video frame rate. grid_yaws, grid_pitches, grid_yaw_amplitude, grid_pitch_amplitude: the grid PNG.
-        neural_resolution, num_coarse, num_importance, max_samples: rendering quality and memory budget.
+        neural_resolution, num_coarse, num_importance, coarse_stride, max_samples: rendering quality and memory
+            budget (None: the model's; see :class:`~pix2nerf.networks.Generator` for ``coarse_stride``).
         mesh_resolution, mesh_level: marching-cubes grid size and density level (0 resolution: no mesh).
         refine: per-image refinement (``refine.steps = 0``: encoder only).
         gif: also write GIFs of the videos.
@@ -66,6 +67,7 @@ class NovelViewOptions:
     neural_resolution: int | None = None
     num_coarse: int | None = None
     num_importance: int | None = None
+    coarse_stride: int | None = None
     max_samples: int = 2**22
     mesh_resolution: int = 128
     mesh_level: float = EG3D_DENSITY_LEVEL
@@ -195,6 +197,7 @@ def render_inversion(inversion: Inversion, camera_angles: Tensor, options: Novel
         options.num_importance,
         options.max_samples,
         inversion.plane_offsets,
+        options.coarse_stride,
     )
 
 

@@ -39,12 +39,14 @@ def render_cameras(
     num_importance: int | None = None,
     max_samples: int = 2**22,
     plane_offsets: Tensor | None = None,
+    coarse_stride: int | None = None,
 ) -> Views:
     """Render latent w (1, num_ws, w_dim), with tri-plane offsets (1, 3, C, P, P) or None, from every camera (N of
     them), in batches of at most ``max_samples`` ray samples (about 100 bytes each per feature channel on CPU). The
     field (tri-planes) is computed once.
 
-    ``neural_resolution`` is the neural rendering size (default: the generator's).
+    ``neural_resolution`` is the neural rendering size, ``coarse_stride`` the coarse pass's (see
+    :class:`~pix2nerf.networks.Generator`); None: the generator's.
     """
     neural_resolution = neural_resolution or generator.neural_resolution
     coarse = generator.renderer.num_coarse if num_coarse is None else num_coarse
@@ -63,6 +65,7 @@ def render_cameras(
             num_importance,
             noise_mode="const",
             params=params.expand(size, *params.shape[1:]),
+            coarse_stride=coarse_stride,
         )
         parts.append(Views(out.image, out.depth, out.opacity, out.semantics))
     return Views(
@@ -84,6 +87,7 @@ def render_views(
     num_importance: int | None = None,
     max_samples: int = 2**22,
     plane_offsets: Tensor | None = None,
+    coarse_stride: int | None = None,
 ) -> Views:
     """Render latent w (1, num_ws, w_dim) with ``plane_offsets`` (1, 3, C, P, P) or None at each (yaw, pitch) of
     ``angles`` (N, 2) on the model's camera sphere with the model's generator (see :func:`render_cameras`); a
@@ -92,5 +96,13 @@ def render_views(
     cameras = model.cameras(angles.to(w.device))
     with model.autocast():
         return render_cameras(
-            model.generator, w, cameras, neural_resolution, num_coarse, num_importance, max_samples, plane_offsets
+            model.generator,
+            w,
+            cameras,
+            neural_resolution,
+            num_coarse,
+            num_importance,
+            max_samples,
+            plane_offsets,
+            coarse_stride,
         )

@@ -123,6 +123,23 @@ def test_batched_rendering_equals_one_batch():
     assert whole.images.shape == (5, 3, 16, 16)
 
 
+def test_views_render_with_a_low_resolution_coarse_pass_when_asked():
+    model = tiny_face_model()
+    w = model.w_avg.expand(1, model.generator.num_ws, -1)
+    evaluated = []
+    head_forward = model.generator.head.forward
+    model.generator.head.forward = lambda points, params: (
+        evaluated.append(points.shape[1]) or head_forward(points, params)
+    )
+    views = render_views(model, w, paths.sweep(2, 0.4), neural_resolution=8, coarse_stride=2)
+    coarse, fine = model.generator.renderer.num_coarse, model.generator.renderer.num_importance
+    assert evaluated == [4 * 4 * coarse, 8 * 8 * fine]  # points per view: a 4^2 coarse pass, then 8^2 fine rays
+    evaluated.clear()
+    full = render_views(model, w, paths.sweep(2, 0.4), neural_resolution=8)
+    assert evaluated == [8 * 8 * coarse, 8 * 8 * fine]
+    assert views.images.shape == full.images.shape and not torch.equal(views.images, full.images)
+
+
 def test_views_turn_with_the_camera_path():
     """A yaw sweep of an off-centre field shows it moving across the image in the expected direction."""
     model = tiny_face_model()
