@@ -211,6 +211,7 @@ def test_cli_trains_pix2nerf(tmp_path):
         ("multiview.yaml", "hybrid.yaml"),
         ("teacher.yaml",),
         ("cpu_32.yaml", "pix2nerf_cpu_32.yaml", "multiview.yaml", "hybrid.yaml", "hybrid_cpu_32.yaml"),
+        ("fast_sampling.yaml",),
     ],
 )
 def test_pix2nerf_configs_build_matching_networks(overlays, capsys):
@@ -228,6 +229,12 @@ def test_pix2nerf_configs_build_matching_networks(overlays, capsys):
     assert (encoder["num_ws"], encoder["w_dim"]) == (generator.num_ws, generator.w_dim)
     if "hybrid.yaml" in overlays:
         check_residual_fits(PlaneResidual(**model["residual"]["init_args"]), generator)
+    if "fast_sampling.yaml" in overlays:
+        assert (generator.coarse_stride, generator.renderer.num_coarse, generator.renderer.num_importance) == (
+            2,
+            32,
+            16,
+        )
 
 
 def test_multiview_loss_is_zero_only_for_the_exact_views_and_reaches_both_networks():
