@@ -12,14 +12,15 @@ from pix2nerf.metrics import psnr
 
 BUNDLE = Path(__file__).resolve().parents[2] / "checkpoints" / "synthetic_heads_32.safetensors"
 RENDER_PSNR_FLOOR = 29.0
-"""bf16 render against the float32 render of the same latent and camera, dB (measured 31.0-36.1 at +30 degrees;
+"""bf16 render against the float32 render of the same latent and camera, dB (measured 32.2-44.8 at +30 degrees;
 the differences sit on silhouettes, where a small density change moves the edge by a fraction of a pixel)."""
 RENDER_ERROR_CEILING = 0.04
-"""Mean |difference| of the raw images in [-1, 1] (measured 0.0225)."""
+"""Mean |difference| of the raw images in [-1, 1] (measured 0.0127)."""
 DEPTH_ERROR_CEILING = 0.01
-"""Mean |z-depth difference| over foreground pixels, world units (measured 0.0062; the radius is 2.7)."""
-QUALITY_CHANGE_CEILING = 0.25
-"""|Change| of PSNR against the ground-truth view, dB (measured <= 0.11)."""
+"""Mean |z-depth difference| over foreground pixels, world units (measured 0.0037; the radius is 2.7)."""
+QUALITY_CHANGE_CEILING = 0.4
+"""|Change| of PSNR against the ground-truth view, dB (measured 0.16-0.29 with the plane residual's offsets: bf16
+synthesis costs a little sharpness that the offsets had added; <= 0.11 for the stage-1 model before it)."""
 POSE_CHANGE_CEILING = 0.02
 """Largest yaw/pitch change of the bf16 encoder, radians (measured 0.012, i.e. 0.7 degrees)."""
 NOVEL_OFFSET = (EVAL_YAWS[-1], 0.0)  # yaw, pitch from the estimated pose: the test grid's +30 degree view
@@ -42,7 +43,8 @@ def test_bf16_render_matches_fp32():
         renders = {}
         for precision in ("fp32", "bf16"):
             model.precision = precision
-            renders[precision] = model.render(encoded.w, encoded.yaw_pitch + torch.tensor(NOVEL_OFFSET))
+            angles = encoded.yaw_pitch + torch.tensor(NOVEL_OFFSET)
+            renders[precision] = model.render(encoded.w, angles, plane_offsets=encoded.plane_offsets)
     full, half = renders["fp32"], renders["bf16"]
     assert half.image.dtype == half.depth.dtype == torch.float32
     assert not torch.equal(half.image_raw, full.image_raw)  # bf16 really ran
