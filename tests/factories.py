@@ -25,6 +25,15 @@ def tiny_generator(seed: int = 0, **overrides) -> Generator:
     return Generator(**{**config, **overrides})
 
 
+def record_field_points(generator: Generator) -> list[int]:
+    """Make ``generator``'s radiance head append the number of points per field it evaluates (N of (B, N, 3)) to
+    the returned list, call by call."""
+    points: list[int] = []
+    head_forward = generator.head.forward
+    generator.head.forward = lambda p, params: points.append(p.shape[1]) or head_forward(p, params)
+    return points
+
+
 def tiny_face_model(seed: int = 0, image_resolution: int = 16, residual: bool = False):
     """A FaceModel with a tiny generator (8^2 rendering, super-resolved to ``image_resolution``) and encoder; with
     ``residual``, also a plane residual whose last layer is randomised (so its offsets are not zero)."""

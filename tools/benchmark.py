@@ -233,9 +233,7 @@ def rendering(cfg: DictConfig, device: torch.device) -> list[Result]:
                 )
 
         sr = "SR" if image_resolution != neural_resolution else "no SR"
-        passes = f"{num_coarse}+{num_importance}"
-        if cfg.render.coarse_stride > 1:
-            passes = f"{num_coarse}/{cfg.render.coarse_stride}^2+{num_importance}"
+        passes = samples_label(num_coarse, num_importance, cfg.render.coarse_stride)
         name = f"frames {image_resolution}^2 (neural {neural_resolution}^2, {sr}, {passes})"
         result = measure(name, render, batch * neural_resolution**2, device, **_reps(cfg))
         result.images_per_second = batch / result.seconds
@@ -243,12 +241,22 @@ def rendering(cfg: DictConfig, device: torch.device) -> list[Result]:
     return results
 
 
+def samples_label(num_coarse: int, num_importance: int, coarse_stride: int) -> str:
+    """``"C+I"``, or ``"C/s^2+I"`` for a coarse pass at 1/s resolution (its evaluations per full-resolution ray)."""
+    coarse = f"{num_coarse}" if coarse_stride == 1 else f"{num_coarse}/{coarse_stride}^2"
+    return f"{coarse}+{num_importance}"
+
+
+def repository_path(path: str) -> Path:
+    """``path`` as given when it exists, else relative to the repository (Hydra runs the tools in their own folder)."""
+    return Path(path) if Path(path).exists() else ROOT / path
+
+
 def sampling(cfg: DictConfig, device: torch.device) -> list[Result]:
     """Samples per ray against quality: each [coarse, importance, coarse_stride] budget of ``sampling.budgets``
     renders a trained model's field (tri-planes computed once, as the viewer and novel-view tools do) and is
     scored against a ``sampling.reference`` render of the same views."""
-    checkpoint = cfg.sampling.checkpoint
-    model = load_model(checkpoint if Path(checkpoint).exists() else ROOT / checkpoint, device, cfg.precision)
+    model = load_model(repository_path(cfg.sampling.checkpoint), device, cfg.precision)
     generator, resolution = model.generator, cfg.sampling.resolution
     rng = torch.Generator().manual_seed(0)
     yaw_pitch = torch.stack(
@@ -269,21 +277,17 @@ def sampling(cfg: DictConfig, device: torch.device) -> list[Result]:
         reference = render(*cfg.sampling.reference, 1)
         foreground = reference.opacity > 0.5
         results = []
+        latest: list[GeneratorOutput] = []  # each budget's last timed render, the one scored
         for num_coarse, num_importance, coarse_stride in cfg.sampling.budgets:
             evaluations = num_coarse / coarse_stride**2 + num_importance
-            passes = (
-                f"{num_coarse}+{num_importance}"
-                if coarse_stride == 1
-                else f"{num_coarse}/{coarse_stride}^2+{num_importance}"
-            )
-            result = measure(
-                f"sampling {resolution}^2 {passes} ({evaluations:g} evaluations/ray)",
-                lambda c=num_coarse, i=num_importance, s=coarse_stride: render(c, i, s),
-                cfg.sampling.views * resolution**2,
-                device,
-                **_reps(cfg),
-            )
-            out = render(num_coarse, num_importance, coarse_stride)
+            passes = samples_label(num_coarse, num_importance, coarse_stride)
+
+            def timed_render(c: int = num_coarse, i: int = num_importance, s: int = coarse_stride) -> None:
+                latest[:] = [render(c, i, s)]
+
+            name = f"sampling {resolution}^2 {passes} ({evaluations:g} evaluations/ray)"
+            result = measure(name, timed_render, cfg.sampling.views * resolution**2, device, **_reps(cfg))
+            (out,) = latest
             result.images_per_second = cfg.sampling.views / result.seconds
             result.psnr_db = float(psnr(out.image, reference.image).mean())
             result.depth_error = float((out.depth - reference.depth).abs()[foreground].mean())
@@ -341,7 +345,7 @@ def training(cfg: DictConfig, device: torch.device) -> list[Result]:
             wall, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
             self.runs.append((wall, cpu, torch.get_num_threads()))
 
-    paths = [path if Path(path).exists() else ROOT / path for path in cfg.training.configs]
+    paths = [repository_path(path) for path in cfg.training.configs]
     args = [argument for path in paths for argument in ("-c", str(path))]
     overrides = [f"--model.init_args.generator.init_args.field={cfg.field}", "--trainer.logger=false"]
     with warnings.catch_warnings():  # Lightning warns that Hydra's sys.argv is not the CLI's: intended here

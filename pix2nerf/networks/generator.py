@@ -418,10 +418,9 @@ class Generator(nn.Module):
         bundle = RayBundle.between(origins, directions, self.ray_start, self.ray_end)
         with full_precision(origins.device):
             coarse = self.renderer.propose(self._field_fn(at_least_float32(params)), bundle, rng, num_coarse)
-        t, weights = upsample_proposal(
-            coarse.t, coarse.weights, (low, low), (resolution, resolution), PROPOSAL_DILATION
+        return Proposal(
+            *upsample_proposal(coarse.t, coarse.weights, (low, low), (resolution, resolution), PROPOSAL_DILATION)
         )
-        return Proposal(t, weights)
 
     def synthesis(
         self,

@@ -12,7 +12,7 @@ from pix2nerf.inference.inputs import collect_inputs, load_face
 from pix2nerf.inference.invert import RefineOptions, encode, refine
 from pix2nerf.inference.render import render_views
 from pix2nerf.metrics import psnr
-from tests.factories import tiny_face_model, tiny_generator
+from tests.factories import record_field_points, tiny_face_model, tiny_generator
 
 LANDMARK_POSE_TOLERANCE_DEG = 10.0
 """Landmark camera estimates of single synthetic heads are within 10 degrees (tests/inference/test_alignment.py)."""
@@ -126,11 +126,7 @@ def test_batched_rendering_equals_one_batch():
 def test_views_render_with_a_low_resolution_coarse_pass_when_asked():
     model = tiny_face_model()
     w = model.w_avg.expand(1, model.generator.num_ws, -1)
-    evaluated = []
-    head_forward = model.generator.head.forward
-    model.generator.head.forward = lambda points, params: (
-        evaluated.append(points.shape[1]) or head_forward(points, params)
-    )
+    evaluated = record_field_points(model.generator)
     views = render_views(model, w, paths.sweep(2, 0.4), neural_resolution=8, coarse_stride=2)
     coarse, fine = model.generator.renderer.num_coarse, model.generator.renderer.num_importance
     assert evaluated == [4 * 4 * coarse, 8 * 8 * fine]  # points per view: a 4^2 coarse pass, then 8^2 fine rays

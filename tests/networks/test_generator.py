@@ -4,6 +4,7 @@ import torch
 from pix2nerf.cameras import look_at, sample_poses
 from pix2nerf.metrics import reprojection_error
 from pix2nerf.networks import Generator
+from tests.factories import record_field_points
 
 TINY = dict(
     z_dim=16,
@@ -70,9 +71,7 @@ def test_resolution_and_samples_change_at_inference():
 def test_coarse_stride_renders_from_a_low_resolution_coarse_pass_and_trains():
     generator = tiny(coarse_stride=2, num_coarse=16, num_importance=8).train()
     z, c, cameras = inputs(generator)
-    points = []
-    head_forward = generator.head.forward
-    generator.head.forward = lambda p, params: points.append(p.shape[1]) or head_forward(p, params)
+    points = record_field_points(generator)
     out = generator(z, c, neural_resolution=12)
     assert points == [6 * 6 * 16, 12 * 12 * 8]  # a 6^2 coarse pass, then 8 fine samples per ray of 12^2
     assert out.image.shape == (2, 3, 12, 12) and ((out.opacity >= 0) & (out.opacity <= 1)).all()
