@@ -36,7 +36,7 @@ from pix2nerf.metrics import psnr
 from pix2nerf.networks import Encoder, Generator, GeneratorOutput
 from pix2nerf.precision import PRECISIONS
 from pix2nerf.precision import autocast as precision_autocast
-from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, stratified
+from pix2nerf.rendering import RayBundle, VolumeRenderer, composite, samples_per_ray, stratified
 from pix2nerf.runtime import adapt_threads, available_cpus, configure_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,7 +279,7 @@ def sampling(cfg: DictConfig, device: torch.device) -> list[Result]:
         results = []
         latest: list[GeneratorOutput] = []  # each budget's last timed render, the one scored
         for num_coarse, num_importance, coarse_stride in cfg.sampling.budgets:
-            evaluations = num_coarse / coarse_stride**2 + num_importance
+            evaluations = samples_per_ray(num_coarse, num_importance, coarse_stride)
             passes = samples_label(num_coarse, num_importance, coarse_stride)
 
             def timed_render(c: int = num_coarse, i: int = num_importance, s: int = coarse_stride) -> None:

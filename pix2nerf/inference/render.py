@@ -10,6 +10,7 @@ from torch import Tensor
 from pix2nerf.cameras import Cameras
 from pix2nerf.inference.model import FaceModel
 from pix2nerf.networks.generator import Generator
+from pix2nerf.rendering import samples_per_ray
 
 
 @dataclass
@@ -23,10 +24,10 @@ class Views:
     semantics: Tensor | None
 
 
-def views_per_batch(neural_resolution: int, samples_per_ray: int, max_samples: int) -> int:
+def views_per_batch(neural_resolution: int, samples_per_ray: float, max_samples: int) -> int:
     """How many views of ``neural_resolution``^2 rays fit in one batch when at most ``max_samples`` ray samples are
-    evaluated at once."""
-    return max(1, max_samples // (neural_resolution * neural_resolution * samples_per_ray))
+    evaluated at once; ``samples_per_ray`` may be fractional (a coarse pass at a lower resolution)."""
+    return max(1, int(max_samples // (neural_resolution * neural_resolution * samples_per_ray)))
 
 
 @torch.no_grad()
@@ -51,7 +52,8 @@ def render_cameras(
     neural_resolution = neural_resolution or generator.neural_resolution
     coarse = generator.renderer.num_coarse if num_coarse is None else num_coarse
     fine = generator.renderer.num_importance if num_importance is None else num_importance
-    batch = views_per_batch(neural_resolution, coarse + fine, max_samples)
+    stride = generator.coarse_stride if coarse_stride is None else coarse_stride
+    batch = views_per_batch(neural_resolution, samples_per_ray(coarse, fine, stride), max_samples)
     params = generator.field_params(w, noise_mode="const", plane_offsets=plane_offsets)
     parts: list[Views] = []
     for start in range(0, len(cameras), batch):

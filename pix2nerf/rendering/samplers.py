@@ -200,6 +200,12 @@ def upsample_proposal(
     return to_rays(to_grid(t)), to_rays(grid)
 
 
+def samples_per_ray(num_coarse: int, num_importance: int, coarse_stride: int = 1) -> float:
+    """Field evaluations per full-resolution ray: a coarse pass ``coarse_stride`` times smaller in each direction
+    spends ``num_coarse / coarse_stride**2`` of them per ray (see :func:`upsample_proposal`)."""
+    return num_coarse / coarse_stride**2 + num_importance
+
+
 def merge_samples(t_a: Tensor, t_b: Tensor) -> tuple[Tensor, Tensor]:
     """Merge two sets of sample distances (B, R, S) and (B, R, S') into one sorted set.
 

@@ -127,12 +127,15 @@ def test_views_render_with_a_low_resolution_coarse_pass_when_asked():
     model = tiny_face_model()
     w = model.w_avg.expand(1, model.generator.num_ws, -1)
     evaluated = record_field_points(model.generator)
-    views = render_views(model, w, paths.sweep(2, 0.4), neural_resolution=8, coarse_stride=2)
     coarse, fine = model.generator.renderer.num_coarse, model.generator.renderer.num_importance
-    assert evaluated == [4 * 4 * coarse, 8 * 8 * fine]  # points per view: a 4^2 coarse pass, then 8^2 fine rays
+    two_views_with_proposal = 2 * (4 * 4 * coarse + 8 * 8 * fine)  # fits two views only at the proposal's cost
+    views = render_views(
+        model, w, paths.sweep(2, 0.4), neural_resolution=8, coarse_stride=2, max_samples=two_views_with_proposal
+    )
+    assert evaluated == [4 * 4 * coarse, 8 * 8 * fine]  # one batch; points per view: 4^2 coarse, then 8^2 fine rays
     evaluated.clear()
-    full = render_views(model, w, paths.sweep(2, 0.4), neural_resolution=8)
-    assert evaluated == [8 * 8 * coarse, 8 * 8 * fine]
+    full = render_views(model, w, paths.sweep(2, 0.4), neural_resolution=8, max_samples=two_views_with_proposal)
+    assert evaluated == [8 * 8 * coarse, 8 * 8 * fine] * 2  # a view per batch
     assert views.images.shape == full.images.shape and not torch.equal(views.images, full.images)
 
 

@@ -5,7 +5,7 @@ import torch
 
 from pix2nerf.cameras import look_at, rays
 from pix2nerf.fields import SpheresField
-from pix2nerf.rendering import Proposal, RayBundle, VolumeRenderer, upsample_proposal
+from pix2nerf.rendering import Proposal, RayBundle, VolumeRenderer, samples_per_ray, upsample_proposal
 from tests.rendering.test_compositing import SPHERE_RADIUS, ray_sphere_entry, sphere_field
 
 
@@ -54,7 +54,7 @@ def test_low_resolution_proposal_renders_the_sphere_at_its_analytic_depth():
     out = renderer(field, RayBundle.between(origins, directions, 2.0, 3.4), proposal=proposal)
 
     num_rays = origins.shape[0] * origins.shape[1]
-    assert field.points == num_rays * (num_coarse / stride**2 + num_importance)
+    assert field.points == num_rays * samples_per_ray(num_coarse, num_importance, stride)
     entry, closest = ray_sphere_entry(origins, directions)
     solid, empty = closest < 0.9 * SPHERE_RADIUS, closest > 1.05 * SPHERE_RADIUS
     assert solid.sum() > 4000 and empty.sum() > 4000
