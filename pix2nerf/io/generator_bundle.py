@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from pix2nerf.errors import InputError
 from pix2nerf.inference import load_model
 from pix2nerf.networks import Encoder, Generator, PlaneResidual
 from pix2nerf.networks.specs import network_spec
+from pix2nerf.networks.synthesis import ToRGBLayer
 
 
 def _copy_matching(path: str | Path, what: str, source: nn.Module, targets: tuple[nn.Module, ...]) -> None:
@@ -29,9 +31,54 @@ def _copy_matching(path: str | Path, what: str, source: nn.Module, targets: tupl
         target.load_state_dict(source.state_dict())
 
 
-def load_generator_bundle(path: str | Path, *generators: Generator) -> None:
-    """Copy the generator weights of bundle ``path`` into each of ``generators`` (a system's G and its EMA)."""
-    _copy_matching(path, "generator", load_model(path).generator, generators)
+SUPERRESOLUTION_ARGS = frozenset(
+    {"image_resolution", "sr_channels", "sr_antialias", "sr_noise_mode", "sr_input_resolution", "sr_conv_clamp"}
+)
+"""Generator arguments that shape only the super-resolution; growing may change them."""
+
+
+def load_generator_bundle(path: str | Path, *generators: Generator, grow_superresolution: bool = False) -> None:
+    """Copy the generator weights of bundle ``path`` into each of ``generators`` (a system's G and its EMA).
+
+    With ``grow_superresolution`` the bundle's generator has no super-resolution and the generators have one
+    (a larger ``image_resolution``, progressive growing): everything else is copied and must match, and the new
+    super-resolution's ToRGB layers start at zero, so a grown generator first renders the bundle's image upsampled.
+    """
+    source = load_model(path).generator
+    if not grow_superresolution:
+        _copy_matching(path, "generator", source, generators)
+        return
+    if source.superresolution is not None:
+        raise InputError(
+            f"{path} already has a super-resolution ({source.image_resolution}^2 output); grow_superresolution "
+            "starts one only on a generator that renders at its output size; drop grow_superresolution"
+        )
+    spec = network_spec(source)["init_args"]
+    for target in generators:
+        if target.superresolution is None:
+            raise InputError(
+                "grow_superresolution needs a generator configured with a super-resolution: set image_resolution "
+                f"above neural_resolution ({target.neural_resolution}) and sr_channels"
+            )
+        own = network_spec(target)["init_args"]
+        differing = {
+            name: (own.get(name), spec.get(name))
+            for name in sorted(set(own) | set(spec))
+            if own.get(name) != spec.get(name) and name not in SUPERRESOLUTION_ARGS
+        }
+        if differing:
+            raise InputError(
+                f"the generator configured for training differs from the one in {path} in {differing} (configured, "
+                "bundle) beyond its super-resolution; copy the bundle's generator init_args (its .yaml) into the "
+                "config and change only image_resolution and the sr_ arguments"
+            )
+        missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
+        assert not unexpected and all(key.startswith("superresolution.") for key in missing), (missing, unexpected)
+        with torch.no_grad():
+            for module in target.superresolution.modules():
+                if isinstance(module, ToRGBLayer):
+                    module.weight.zero_()
+                    module.bias.zero_()
 
 
 def load_encoder_bundle(path: str | Path, encoder: Encoder, residual: PlaneResidual | None = None) -> None:

@@ -124,6 +124,10 @@ class Pix2NeRF(GAN3D):
         encoder_bundle: an inference bundle with an encoder (e.g. a previous run's export) to start the encoder
             from; its encoder spec must equal ``encoder``'s. These three files are read when fitting starts
             (:meth:`setup`), not by the constructor, so a mismatch is reported then.
+        grow_superresolution: ``generator_bundle`` renders at its output size and ``generator`` adds a
+            super-resolution to a larger ``image_resolution`` (progressive growing, e.g. a 32^2 model to 64^2):
+            the rest is copied and the new super-resolution first upsamples the bundle's image (see
+            :func:`~pix2nerf.io.load_generator_bundle`).
         lpips_net, lpips_offline_random: LPIPS backbone; the offline random backbone is for tests only.
         encoder_augment_p: probability of each encoder-input augmentation.
         novel_prior: camera prior of the novel views in (4) and of the generated images in (2): a
@@ -175,6 +179,7 @@ class Pix2NeRF(GAN3D):
         gan_checkpoint: str | None = None,
         generator_bundle: str | None = None,
         encoder_bundle: str | None = None,
+        grow_superresolution: bool = False,
         lpips_net: Literal["alex", "vgg", "squeeze"] = "alex",
         lpips_offline_random: bool = False,
         encoder_augment_p: float = 0.5,
@@ -232,6 +237,8 @@ class Pix2NeRF(GAN3D):
         self._teacher_cache: TeacherCache | None = None
         if gan_checkpoint and generator_bundle:
             raise ValueError("pass gan_checkpoint or generator_bundle, not both")
+        if grow_superresolution and not generator_bundle:
+            raise ValueError("grow_superresolution grows the generator of generator_bundle: pass one")
         self._starting_weights_loaded = False
         if freeze_encoder:
             self.encoder.requires_grad_(False)
@@ -249,7 +256,12 @@ class Pix2NeRF(GAN3D):
         if hparams.gan_checkpoint:
             self.load_gan(hparams.gan_checkpoint)
         if hparams.generator_bundle:
-            load_generator_bundle(hparams.generator_bundle, self.generator, self.generator_ema)
+            load_generator_bundle(
+                hparams.generator_bundle,
+                self.generator,
+                self.generator_ema,
+                grow_superresolution=hparams.grow_superresolution,
+            )
         if hparams.encoder_bundle:
             load_encoder_bundle(hparams.encoder_bundle, self.encoder, self.residual)
         self._starting_weights_loaded = True

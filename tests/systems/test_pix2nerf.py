@@ -11,6 +11,7 @@ from pix2nerf.cameras import FACE_PRIOR, PosePrior
 from pix2nerf.data import FaceDataModule
 from pix2nerf.errors import InputError
 from pix2nerf.inference import save_bundle
+from pix2nerf.io import load_encoder_bundle, load_generator_bundle
 from pix2nerf.metrics import pose_error_degrees
 from pix2nerf.networks import Discriminator, Encoder, Generator, PlaneResidual
 from pix2nerf.networks.residual import check_residual_fits
@@ -21,6 +22,7 @@ from .test_gan import ROOT, TINY, run_cli, trainer
 
 PIX2NERF = ROOT / "configs" / "train" / "pix2nerf_synthetic_heads_64.yaml"
 PIX2NERF_TINY = ROOT / "configs" / "train" / "pix2nerf_tiny.yaml"
+BUNDLED_MODEL = ROOT / "checkpoints" / "synthetic_heads_32.safetensors"
 
 
 MULTIVIEW_ONLY = dict(
@@ -35,11 +37,19 @@ MULTIVIEW_ONLY = dict(
 """Weights that train on the exact multi-view terms alone."""
 
 
-def tiny_pix2nerf(lr: float = 0.003, num_semantic_classes: int = 0, **overrides) -> Pix2NeRF:
+def tiny_pix2nerf(
+    lr: float = 0.003, num_semantic_classes: int = 0, image_resolution: int = 16, **overrides
+) -> Pix2NeRF:
+    """A tiny system rendering at 16^2; a larger ``image_resolution`` adds a super-resolution."""
+    superresolution = {} if image_resolution == 16 else {"image_resolution": image_resolution, "sr_channels": (8, 8)}
     generator = tiny_generator(
-        neural_resolution=16, num_coarse=6, num_importance=6, num_semantic_classes=num_semantic_classes
+        neural_resolution=16,
+        num_coarse=6,
+        num_importance=6,
+        num_semantic_classes=num_semantic_classes,
+        **superresolution,
     )
-    discriminator = Discriminator(img_resolution=16, channel_base=64, channel_max=8, mapping_layers=1)
+    discriminator = Discriminator(img_resolution=image_resolution, channel_base=64, channel_max=8, mapping_layers=1)
     encoder = Encoder(img_resolution=16, num_ws=generator.num_ws, w_dim=8, channel_base=128, channel_max=16)
     adam = lambda params: torch.optim.Adam(params, lr=lr)  # noqa: E731
     settings = dict(lpips_offline_random=True, num_val_latents=1, warmup_steps=1, encoder_augment_p=0.0)
@@ -171,6 +181,21 @@ def test_bundles_load_when_fit_starts(tmp_path):
         missing.setup("fit")
 
 
+def test_fit_grows_a_bundle_to_a_larger_output_when_asked(tmp_path):
+    source = perturbed_pix2nerf()
+    path = save_bundle(source.face_model(), tmp_path / "model.safetensors", half_precision=False)
+    with pytest.raises(ValueError, match="grows the generator of generator_bundle"):
+        tiny_pix2nerf(image_resolution=32, grow_superresolution=True)
+    with pytest.raises(InputError, match="image_resolution"):
+        tiny_pix2nerf(image_resolution=32, generator_bundle=str(path)).setup("fit")
+    system = tiny_pix2nerf(image_resolution=32, generator_bundle=str(path), grow_superresolution=True)
+    system.setup("fit")
+    for generator in (system.generator, system.generator_ema):
+        grown = generator.state_dict()
+        for key, value in source.generator_ema.state_dict().items():
+            assert torch.equal(grown[key], value), key
+
+
 def test_novel_prior_accepts_the_mapping_saved_hyperparameters_hold():
     """Hyperparameters saved by the CLI hold the prior as a dict; rebuilding a system from them must work."""
     prior = PosePrior(kind="uniform", yaw_spread=0.5)
@@ -212,6 +237,7 @@ def test_cli_trains_pix2nerf(tmp_path):
         ("teacher.yaml",),
         ("cpu_32.yaml", "pix2nerf_cpu_32.yaml", "multiview.yaml", "hybrid.yaml", "hybrid_cpu_32.yaml"),
         ("fast_sampling.yaml",),
+        ("cpu_32.yaml", "pix2nerf_cpu_32.yaml", "multiview.yaml", "hybrid.yaml", "hybrid_cpu_32.yaml", "grow_64.yaml"),
     ],
 )
 def test_pix2nerf_configs_build_matching_networks(overlays, capsys):
@@ -235,6 +261,11 @@ def test_pix2nerf_configs_build_matching_networks(overlays, capsys):
             32,
             16,
         )
+    if "grow_64.yaml" in overlays:  # grows the bundled 32^2 model, whose encoder is w+
+        model["encoder"]["init_args"]["w_plus"] = True
+        load_generator_bundle(BUNDLED_MODEL, generator, grow_superresolution=True)
+        load_encoder_bundle(BUNDLED_MODEL, Encoder(**model["encoder"]["init_args"]))
+        assert generator.image_resolution == 64 and generator.neural_resolution == 32
 
 
 def test_multiview_loss_is_zero_only_for_the_exact_views_and_reaches_both_networks():
