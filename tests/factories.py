@@ -1,8 +1,13 @@
-"""Tiny networks shared by the tests (seconds on a CPU)."""
+"""Tiny networks shared by the tests (seconds on a CPU), and the bundled model's path."""
+
+from pathlib import Path
 
 import torch
 
 from pix2nerf.networks import Generator
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "synthetic_heads_32.safetensors"
+"""The trained model shipped with the package (README's main job)."""
 
 
 def tiny_generator(seed: int = 0, **overrides) -> Generator:

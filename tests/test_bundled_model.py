@@ -5,7 +5,6 @@ when the bundle was made, minus a margin) and fails here.
 """
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +13,8 @@ from pix2nerf.data import SyntheticHeads
 from pix2nerf.evaluation import SourceViews, score_inversions
 from pix2nerf.inference import load_model
 from pix2nerf.metrics import psnr
+from tests.factories import BUNDLED_MODEL as BUNDLE
 
-BUNDLE = Path(__file__).resolve().parents[1] / "checkpoints" / "synthetic_heads_32.safetensors"
 NUM_IDENTITIES = 6
 NOVEL_YAW = math.radians(30.0)  # a view of the test grid
 NOVEL_PSNR_FLOOR = 20.3  # measured 20.69 dB at export (the average face w_avg scores 11.96)

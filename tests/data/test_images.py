@@ -207,12 +207,11 @@ def test_pillows_bomb_guard_follows_the_limit():
 
 def test_cmyk_and_phone_jpegs_of_a_head_invert_like_the_original(head, tmp_path):
     """Through the bundled model: the decoded photos give the original's pose and novel view (issue 18's check)."""
-    from pathlib import Path
-
     from pix2nerf.inference import load_model
     from pix2nerf.inference.inputs import load_face
+    from tests.factories import BUNDLED_MODEL
 
-    model = load_model(Path(__file__).resolve().parents[2] / "checkpoints" / "synthetic_heads_32.safetensors")
+    model = load_model(BUNDLED_MODEL)
     rgb = head / 255
     black = 1 - rgb.max(axis=-1, keepdims=True)
     ink = np.divide(1 - rgb - black, 1 - black, out=np.zeros_like(rgb), where=black < 1)

@@ -1,7 +1,5 @@
 """bf16 inference of the bundled trained model stays within stated tolerances of float32."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -9,8 +7,8 @@ from pix2nerf.data import SyntheticHeads
 from pix2nerf.data.synthetic import EVAL_YAWS
 from pix2nerf.inference import load_model
 from pix2nerf.metrics import psnr
+from tests.factories import BUNDLED_MODEL as BUNDLE
 
-BUNDLE = Path(__file__).resolve().parents[2] / "checkpoints" / "synthetic_heads_32.safetensors"
 RENDER_PSNR_FLOOR = 29.0
 """bf16 render against the float32 render of the same latent and camera, dB (measured 32.2-44.8 at +30 degrees;
 the differences sit on silhouettes, where a small density change moves the edge by a fraction of a pixel)."""

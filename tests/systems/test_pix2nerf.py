@@ -17,12 +17,11 @@ from pix2nerf.networks import Discriminator, Encoder, Generator, PlaneResidual
 from pix2nerf.networks.residual import check_residual_fits
 from pix2nerf.systems import Pix2NeRF
 
-from ..factories import tiny_generator
+from ..factories import BUNDLED_MODEL, tiny_generator
 from .test_gan import ROOT, TINY, run_cli, trainer
 
 PIX2NERF = ROOT / "configs" / "train" / "pix2nerf_synthetic_heads_64.yaml"
 PIX2NERF_TINY = ROOT / "configs" / "train" / "pix2nerf_tiny.yaml"
-BUNDLED_MODEL = ROOT / "checkpoints" / "synthetic_heads_32.safetensors"
 
 
 MULTIVIEW_ONLY = dict(
