@@ -6,7 +6,7 @@ import torch
 
 from pix2nerf.networks import Generator
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "synthetic_heads_32.safetensors"
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "synthetic_heads_64.safetensors"
 """The trained model shipped with the package (README's main job)."""
 
 

@@ -1,6 +1,6 @@
 """Single-image novel-view synthesis: a face photo -> orbit video, yaw x pitch grid, depth, semantics, mesh.
 
-python tools/novel_view.py input=face.png checkpoint=checkpoints/synthetic_heads_32.safetensors
+python tools/novel_view.py input=face.png checkpoint=checkpoints/synthetic_heads_64.safetensors
 python tools/novel_view.py input=photos/ checkpoint=run.ckpt refine.steps=0 path=spiral num_frames=96
 
 Bad input (a missing or corrupt file, a tiny image, a checkpoint of another kind, an output_dir that cannot be

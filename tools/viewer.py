@@ -1,6 +1,6 @@
 """Interactive web viewer: upload a face photo, orbit and zoom around its 3D reconstruction, export views.
 
-python tools/viewer.py checkpoint=checkpoints/synthetic_heads_32.safetensors
+python tools/viewer.py checkpoint=checkpoints/synthetic_heads_64.safetensors
 python tools/viewer.py checkpoint=run.ckpt input=face.png port=8000 refine_steps=50
 python tools/viewer.py checkpoint=run.ckpt host=0.0.0.0 allowed_hosts=[gpu-box.lan]   # from other machines
 

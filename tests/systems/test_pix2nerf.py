@@ -236,7 +236,7 @@ def test_cli_trains_pix2nerf(tmp_path):
         ("teacher.yaml",),
         ("cpu_32.yaml", "pix2nerf_cpu_32.yaml", "multiview.yaml", "hybrid.yaml", "hybrid_cpu_32.yaml"),
         ("fast_sampling.yaml",),
-        ("cpu_32.yaml", "pix2nerf_cpu_32.yaml", "multiview.yaml", "hybrid.yaml", "hybrid_cpu_32.yaml", "grow_64.yaml"),
+        ("cpu_32.yaml", "pix2nerf_cpu_32.yaml", "multiview.yaml", "hybrid.yaml", "hybrid_cpu_32.yaml", "cpu_64.yaml"),
     ],
 )
 def test_pix2nerf_configs_build_matching_networks(overlays, capsys):
@@ -252,18 +252,19 @@ def test_pix2nerf_configs_build_matching_networks(overlays, capsys):
     generator = Generator(**model["generator"]["init_args"])
     encoder = model["encoder"]["init_args"]
     assert (encoder["num_ws"], encoder["w_dim"]) == (generator.num_ws, generator.w_dim)
+    residual = (model.get("residual") or {}).get("init_args")
     if "hybrid.yaml" in overlays:
-        check_residual_fits(PlaneResidual(**model["residual"]["init_args"]), generator)
+        check_residual_fits(PlaneResidual(**residual), generator)
     if "fast_sampling.yaml" in overlays:
         assert (generator.coarse_stride, generator.renderer.num_coarse, generator.renderer.num_importance) == (
             2,
             32,
             16,
         )
-    if "grow_64.yaml" in overlays:  # grows the bundled 32^2 model, whose encoder is w+
+    if "cpu_64.yaml" in overlays:  # the bundled model's networks (its encoder is w+)
         model["encoder"]["init_args"]["w_plus"] = True
-        load_generator_bundle(BUNDLED_MODEL, generator, grow_superresolution=True)
-        load_encoder_bundle(BUNDLED_MODEL, Encoder(**model["encoder"]["init_args"]))
+        load_generator_bundle(BUNDLED_MODEL, generator)
+        load_encoder_bundle(BUNDLED_MODEL, Encoder(**model["encoder"]["init_args"]), PlaneResidual(**residual))
         assert generator.image_resolution == 64 and generator.neural_resolution == 32
 
 
