@@ -42,7 +42,8 @@ def load_generator_bundle(path: str | Path, *generators: Generator, grow_superre
 
     With ``grow_superresolution`` the bundle's generator has no super-resolution and the generators have one
     (a larger ``image_resolution``, progressive growing): everything else is copied and must match, and the new
-    super-resolution's ToRGB layers start at zero, so a grown generator first renders the bundle's image upsampled.
+    super-resolution's ToRGB layers start at zero, so a grown generator first renders the bundle's image bilinearly
+    upsampled (but for a two-pixel border, where the StyleGAN upsampling pads with zeros).
     """
     source = load_model(path).generator
     if not grow_superresolution:
