@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,14 +15,20 @@ from pix2nerf.networks.specs import network_spec
 from pix2nerf.networks.synthesis import ToRGBLayer
 
 
+def differing_arguments(
+    configured: nn.Module, bundled: nn.Module, ignored: frozenset[str] = frozenset()
+) -> dict[str, tuple[Any, Any]]:
+    """The constructor arguments (beyond ``ignored``) in which two networks differ: name -> (configured, bundled)."""
+    own, spec = network_spec(configured)["init_args"], network_spec(bundled)["init_args"]
+    names = sorted((set(own) | set(spec)) - ignored)
+    return {name: (own.get(name), spec.get(name)) for name in names if own.get(name) != spec.get(name)}
+
+
 def _copy_matching(path: str | Path, what: str, source: nn.Module, targets: tuple[nn.Module, ...]) -> None:
     """Copy ``source``'s weights into each target after checking that their specs are equal, so a config that
     builds another architecture fails here with the differing arguments named."""
-    spec = network_spec(source)["init_args"]
     for target in targets:
-        own = network_spec(target)["init_args"]
-        names = sorted(set(own) | set(spec))
-        differing = {name: (own.get(name), spec.get(name)) for name in names if own.get(name) != spec.get(name)}
+        differing = differing_arguments(target, source)
         if differing:
             raise InputError(
                 f"the {what} configured for training differs from the one in {path} in {differing} "
@@ -54,19 +61,13 @@ def load_generator_bundle(path: str | Path, *generators: Generator, grow_superre
             f"{path} already has a super-resolution ({source.image_resolution}^2 output); grow_superresolution "
             "starts one only on a generator that renders at its output size; drop grow_superresolution"
         )
-    spec = network_spec(source)["init_args"]
     for target in generators:
         if target.superresolution is None:
             raise InputError(
                 "grow_superresolution needs a generator configured with a super-resolution: set image_resolution "
                 f"above neural_resolution ({target.neural_resolution}) and sr_channels"
             )
-        own = network_spec(target)["init_args"]
-        differing = {
-            name: (own.get(name), spec.get(name))
-            for name in sorted(set(own) | set(spec))
-            if own.get(name) != spec.get(name) and name not in SUPERRESOLUTION_ARGS
-        }
+        differing = differing_arguments(target, source, ignored=SUPERRESOLUTION_ARGS)
         if differing:
             raise InputError(
                 f"the generator configured for training differs from the one in {path} in {differing} (configured, "
