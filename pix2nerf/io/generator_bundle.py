@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -14,34 +13,37 @@ from pix2nerf.networks import Encoder, Generator, PlaneResidual
 from pix2nerf.networks.specs import network_spec
 from pix2nerf.networks.synthesis import ToRGBLayer
 
-
-def differing_arguments(
-    configured: nn.Module, bundled: nn.Module, ignored: frozenset[str] = frozenset()
-) -> dict[str, tuple[Any, Any]]:
-    """The constructor arguments (beyond ``ignored``) in which two networks differ: name -> (configured, bundled)."""
-    own, spec = network_spec(configured)["init_args"], network_spec(bundled)["init_args"]
-    names = sorted((set(own) | set(spec)) - ignored)
-    return {name: (own.get(name), spec.get(name)) for name in names if own.get(name) != spec.get(name)}
-
-
-def _copy_matching(path: str | Path, what: str, source: nn.Module, targets: tuple[nn.Module, ...]) -> None:
-    """Copy ``source``'s weights into each target after checking that their specs are equal, so a config that
-    builds another architecture fails here with the differing arguments named."""
-    for target in targets:
-        differing = differing_arguments(target, source)
-        if differing:
-            raise InputError(
-                f"the {what} configured for training differs from the one in {path} in {differing} "
-                f"(configured, bundle); copy the bundle's {what} init_args (its .yaml) into the config"
-            )
-    for target in targets:
-        target.load_state_dict(source.state_dict())
-
-
 SUPERRESOLUTION_ARGS = frozenset(
     {"image_resolution", "sr_channels", "sr_antialias", "sr_noise_mode", "sr_input_resolution", "sr_conv_clamp"}
 )
 """Generator arguments that shape only the super-resolution; growing may change them."""
+
+
+def _copy_matching(
+    path: str | Path,
+    what: str,
+    source: nn.Module,
+    targets: tuple[nn.Module, ...],
+    new_module: str | None = None,
+    new_module_args: frozenset[str] = frozenset(),
+) -> None:
+    """Copy ``source``'s weights into each target after checking that their specs are equal, so a config that
+    builds another architecture fails here with the differing arguments named. The targets may add submodule
+    ``new_module`` (shaped by ``new_module_args``, which may differ) that the source lacks; it keeps its weights."""
+    spec = network_spec(source)["init_args"]
+    for target in targets:
+        own = network_spec(target)["init_args"]
+        names = sorted((set(own) | set(spec)) - new_module_args)
+        differing = {name: (own.get(name), spec.get(name)) for name in names if own.get(name) != spec.get(name)}
+        if differing:
+            allowed = f" beyond its {new_module}" if new_module else ""
+            raise InputError(
+                f"the {what} configured for training differs from the one in {path} in {differing} "
+                f"(configured, bundle){allowed}; copy the bundle's {what} init_args (its .yaml) into the config"
+            )
+    for target in targets:
+        missing, unexpected = target.load_state_dict(source.state_dict(), strict=new_module is None)
+        assert not unexpected and all(key.startswith(f"{new_module}.") for key in missing), (missing, unexpected)
 
 
 def load_generator_bundle(path: str | Path, *generators: Generator, grow_superresolution: bool = False) -> None:
@@ -61,23 +63,18 @@ def load_generator_bundle(path: str | Path, *generators: Generator, grow_superre
             f"{path} already has a super-resolution ({source.image_resolution}^2 output); grow_superresolution "
             "starts one only on a generator that renders at its output size; drop grow_superresolution"
         )
+    grown: list[nn.Module] = []
     for target in generators:
         if target.superresolution is None:
             raise InputError(
                 "grow_superresolution needs a generator configured with a super-resolution: set image_resolution "
                 f"above neural_resolution ({target.neural_resolution}) and sr_channels"
             )
-        differing = differing_arguments(target, source, ignored=SUPERRESOLUTION_ARGS)
-        if differing:
-            raise InputError(
-                f"the generator configured for training differs from the one in {path} in {differing} (configured, "
-                "bundle) beyond its super-resolution; copy the bundle's generator init_args (its .yaml) into the "
-                "config and change only image_resolution and the sr_ arguments"
-            )
-        missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
-        assert not unexpected and all(key.startswith("superresolution.") for key in missing), (missing, unexpected)
-        with torch.no_grad():
-            for module in target.superresolution.modules():
+        grown.append(target.superresolution)
+    _copy_matching(path, "generator", source, generators, "superresolution", SUPERRESOLUTION_ARGS)
+    with torch.no_grad():
+        for superresolution in grown:
+            for module in superresolution.modules():
                 if isinstance(module, ToRGBLayer):
                     module.weight.zero_()
                     module.bias.zero_()

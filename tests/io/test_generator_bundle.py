@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from pix2nerf.cameras import prior_cameras
 from pix2nerf.errors import InputError
 from pix2nerf.inference import save_bundle
 from pix2nerf.io import load_encoder_bundle, load_generator_bundle
@@ -44,10 +45,7 @@ def test_a_grown_generator_first_renders_the_bundle_image_upsampled_and_its_supe
     load_generator_bundle(path, grown, grow_superresolution=True)
     grown.eval()  # no sample jitter: both render the same rays
 
-    z, c = torch.randn(2, 8), torch.zeros(2, 25)
-    c[:, :16] = torch.eye(4).flatten()
-    c[:, 11] = 2.7
-    c[:, 16:] = torch.tensor([4.26, 0, 0.5, 0, 4.26, 0.5, 0, 0, 1])
+    z, c = torch.randn(2, 8), prior_cameras(torch.tensor([[0.0, 0.0], [0.4, 0.1]])).label()
     before, after = small.generator(z, c, noise_mode="const"), grown(z, c, noise_mode="const")
     torch.testing.assert_close(after.image_raw, before.image)
     upsampled = torch.nn.functional.interpolate(before.image, scale_factor=2, mode="bilinear")
