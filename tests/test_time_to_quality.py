@@ -48,3 +48,29 @@ def test_a_run_without_hours_is_a_clear_error(tmp_path):
     result = run_tool(f"runs={{old: {old}}}", cwd=tmp_path)
     assert result.returncode == INPUT_ERROR_EXIT_CODE
     assert "logs no train/hours" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stages_continue_each_other_and_a_points_file_stands_for_them(tmp_path):
+    first = write_run(tmp_path / "a", ["0,9,0.5,40,1.0,\n", "0,9,,,,14.0\n", "0,19,0.75,80,0.9,\n"])
+    second = write_run(tmp_path / "b", ["0,9,0.25,16,1.0,\n", "0,9,,,,15.0\n"])
+    result = run_tool(f"runs={{model: [{first}, {second}]}}", "points=points.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stage_points = [line.split() for line in result.stdout.splitlines() if line.startswith("model")]
+    # the second stage starts at the first one's last logged hours and images, not at its last validation
+    assert [(line[1], line[3], line[-1]) for line in stage_points] == [
+        ("0.500", "40", "14.000"),
+        ("1.000", "96", "15.000"),
+    ]
+
+    third = write_run(tmp_path / "c", ["0,9,0.5,8,1.0,\n", "0,9,,,,16.0\n"])
+    result = run_tool(f"runs={{model: [{tmp_path / 'points.csv'}, {third}]}}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    grown = [line.split() for line in result.stdout.splitlines() if line.startswith("model")]
+    assert [(line[1], line[3], line[-1]) for line in grown] == [
+        ("0.500", "40", "14.000"),
+        ("1.000", "96", "15.000"),
+        ("1.500", "104", "16.000"),
+    ]
+    result = run_tool(f"runs={{other: [{tmp_path / 'points.csv'}]}}", cwd=tmp_path)
+    assert result.returncode == INPUT_ERROR_EXIT_CODE
+    assert "holds no points of 'other'" in result.stderr
