@@ -39,6 +39,7 @@ def test_points_sit_at_the_last_logged_hours_and_the_plot_is_written(tmp_path):
     ]
     with Image.open(tmp_path / "curve.png") as picture:
         assert picture.size[0] > 300 and picture.size[1] > 200
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a", "b", "curve.png"]  # no stray log file
 
 
 def test_a_run_without_hours_is_a_clear_error(tmp_path):
