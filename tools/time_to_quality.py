@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,10 @@ class Curve:
     images: list[float]
     values: list[float]
 
+    def points(self) -> Iterator[tuple[float, float, float]]:
+        """(hours, images seen, value) of each point, in order."""
+        return zip(self.hours, self.images, self.values, strict=True)
+
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a Lightning CSV log (a run folder or its metrics.csv)."""
@@ -54,29 +58,37 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def read_stage(label: str, path: Path, metric: str) -> tuple[Curve, float, float]:
+    """The metric's validation points of one run, each with the training hours and images seen at its step, and
+    the run's last logged hours and images (where a following stage starts)."""
+    rows = [row for row in read_rows(path) if row.get("step")]
+    if rows and POINTS_RUN in rows[0]:  # a points file of this tool: its rows of this curve
+        rows = [row for row in rows if row[POINTS_RUN] == label]
+        if not rows:
+            raise InputError(f"{path} holds no points of {label!r}; use the label it was written with")
+    if not any(row.get("train/hours") for row in rows):
+        raise InputError(f"{path} logs no train/hours (runs made before it was logged cannot be placed in time)")
+    curve, hours, images = Curve(label, [], [], []), 0.0, 0.0
+    for row in sorted(rows, key=lambda row: int(row["step"])):
+        if row.get("train/hours"):
+            hours, images = float(row["train/hours"]), float(row["train/images_seen"])
+        if row.get(metric):
+            curve.hours.append(hours)
+            curve.images.append(images)
+            curve.values.append(float(row[metric]))
+    if not curve.values:
+        raise InputError(f"{path} has no logged {metric!r}; pick a validation metric the run logs (metric=...)")
+    return curve, hours, images
+
+
 def read_curve(label: str, paths: Sequence[Path], metric: str) -> Curve:
-    """The metric's validation points of a run, or of stages run one after another (each placed after the
-    previous one's last logged hours and images), each point with the training hours and images seen at its step."""
+    """The points of a run, or of stages run one after another, each stage placed after the previous one's end."""
     curve, start_hours, start_images = Curve(label, [], [], []), 0.0, 0.0
     for path in paths:
-        rows = [row for row in read_rows(path) if row.get("step")]
-        if rows and POINTS_RUN in rows[0]:  # a points file of this tool: its rows of this curve
-            rows = [row for row in rows if row[POINTS_RUN] == label]
-            if not rows:
-                raise InputError(f"{path} holds no points of {label!r}; use the label it was written with")
-        if not any(row.get("train/hours") for row in rows):
-            raise InputError(f"{path} logs no train/hours (runs made before it was logged cannot be placed in time)")
-        hours, images, found = 0.0, 0.0, False
-        for row in sorted(rows, key=lambda row: int(row["step"])):
-            if row.get("train/hours"):
-                hours, images = float(row["train/hours"]), float(row["train/images_seen"])
-            if row.get(metric):
-                curve.hours.append(start_hours + hours)
-                curve.images.append(start_images + images)
-                curve.values.append(float(row[metric]))
-                found = True
-        if not found:
-            raise InputError(f"{path} has no logged {metric!r}; pick a validation metric the run logs (metric=...)")
+        stage, hours, images = read_stage(label, path, metric)
+        curve.hours += [start_hours + value for value in stage.hours]
+        curve.images += [start_images + value for value in stage.images]
+        curve.values += stage.values
         start_hours, start_images = start_hours + hours, start_images + images
     return curve
 
@@ -88,7 +100,7 @@ def write_points(curves: list[Curve], metric: str, path: Path) -> None:
         writer = csv.writer(handle)
         writer.writerow([POINTS_RUN, "step", "train/hours", "train/images_seen", metric])
         for curve in curves:
-            for step, point in enumerate(zip(curve.hours, curve.images, curve.values, strict=True)):
+            for step, point in enumerate(curve.points()):
                 writer.writerow([curve.label, step, *point])
 
 
@@ -125,7 +137,7 @@ def main(cfg: DictConfig) -> None:
         print(f"time_to_quality: error: {error}", file=sys.stderr)
         sys.exit(INPUT_ERROR_EXIT_CODE)
     for curve in curves:
-        for hours, images, value in zip(curve.hours, curve.images, curve.values, strict=True):
+        for hours, images, value in curve.points():
             print(f"{curve.label:<16} {hours:8.3f} h {images:10.0f} images  {cfg.metric} {value:.3f}")
     print(f"wrote {output}" + (f" and {cfg.points}" if cfg.points else ""))
     if cfg.wandb.enabled:
@@ -134,7 +146,7 @@ def main(cfg: DictConfig) -> None:
         run = wandb.init(project=cfg.wandb.project, name=cfg.wandb.name, job_type="time_to_quality")
         table = wandb.Table(columns=["run", "hours", "images", cfg.metric])
         for curve in curves:
-            for row in zip(curve.hours, curve.images, curve.values, strict=True):
+            for row in curve.points():
                 table.add_data(curve.label, *row)
         run.log({"time_to_quality": wandb.Image(str(output)), "time_to_quality_points": table})
         run.finish()
